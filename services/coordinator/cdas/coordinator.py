@@ -1,0 +1,107 @@
+"""The coordinator: the one object every front door (library, REST, gRPC) calls.
+
+It validates and normalizes each request (ids, steps, sizes, strategy and params, prompt specs),
+then hands it to the store, which applies it atomically. It holds no run state itself, so any
+number of coordinators may share one store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from cdas.core.config import PromptSpec, RunConfig
+from cdas.core.errors import InvalidArgumentError
+from cdas.core.results import Result
+from cdas.core.validate import check_int, check_prompt_id, check_run_id, check_step, describe
+from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.store.base import Store
+
+MAX_BATCH = 1 << 24
+"""Largest batch one call may ask for."""
+
+
+class Coordinator:
+    """The public API of the sampling coordinator over one store (``shared/API.md``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # ------------------------------------------------------------------ runs
+    def put_run(
+        self,
+        run_id: str,
+        strategy: str = "cdas",
+        params: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        prompts: int | Sequence[str] | Mapping[str, Any] | None = None,
+        labels: Mapping[str, float] | Sequence[float] | None = None,
+    ) -> RunInfo:
+        """Create a run (``created=True``), or return the same existing one (``created=False``).
+
+        ``prompts``: a count N (ids "0".."N-1", the dataset row index), a list of ids, or the REST
+        forms ``{"count": N}`` / ``{"ids": [...]}``; ``labels``: ``{id: number}`` (curriculum).
+        The same id with another config or prompt set is a ``ConflictError``.
+        """
+        check_run_id(run_id)
+        config = RunConfig.make(strategy, params, seed)
+        return self.store.put_run(run_id, config, PromptSpec.parse(prompts, labels))
+
+    def get_run(self, run_id: str) -> RunInfo:
+        return self.store.get_run(check_run_id(run_id))
+
+    def list_runs(self) -> list[RunInfo]:
+        return self.store.list_runs()
+
+    def delete_run(self, run_id: str) -> None:
+        self.store.delete_run(check_run_id(run_id))
+
+    def add_prompts(
+        self,
+        run_id: str,
+        ids: int | Sequence[str] | Mapping[str, Any],
+        labels: Mapping[str, float] | Sequence[float] | None = None,
+    ) -> int:
+        """Append prompts (ids or a count, as in ``put_run``); returns the run's new size."""
+        check_run_id(run_id)
+        return self.store.add_prompts(run_id, PromptSpec.parse(ids, labels))
+
+    # ------------------------------------------------------------------ steps
+    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch:
+        """The prompts of ``step`` (round ``round``); the same answer for the same request."""
+        check_run_id(run_id)
+        check_step(step)
+        check_int("size", size, 1, MAX_BATCH)
+        check_step(round, "round")
+        return self.store.next_batch(run_id, step, size, round)
+
+    def report_results(
+        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result]
+    ) -> ReportOutcome:
+        """Apply a step's group results; each (step, prompt) at most once (retries are counted as
+        duplicates). The whole request is validated first; an invalid one changes nothing."""
+        check_run_id(run_id)
+        check_step(step)
+        if isinstance(results, str | bytes | Mapping) or not isinstance(results, Iterable):
+            raise InvalidArgumentError(
+                f"results is {describe(results)}; it must be a list of results",
+                field="results",
+                value=describe(results),
+            )
+        return self.store.report_results(run_id, step, list(results))
+
+    # ------------------------------------------------------------------ reads
+    def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
+        return self.store.get_prompt(check_run_id(run_id), check_prompt_id(prompt_id))
+
+    def get_state(self, run_id: str) -> RunState:
+        return self.store.get_state(check_run_id(run_id))
+
+    # ------------------------------------------------------------------ snapshots
+    def snapshot(self, run_id: str) -> bytes:
+        """The run's whole state as bytes (``restore`` takes them back, under any run id)."""
+        return self.store.snapshot(check_run_id(run_id))
+
+    def restore(self, run_id: str, data: bytes) -> RunInfo:
+        """Create or replace ``run_id`` with a snapshot's state."""
+        return self.store.restore(check_run_id(run_id), data)

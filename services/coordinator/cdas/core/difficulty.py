@@ -1,0 +1,92 @@
+"""The mathematics of CDAS (Kong et al., AAAI 2026), exactly as ``shared/CDAS.md`` states it.
+
+Notation of the paper. For prompt x after its t-th update at step n, with competence C_{n-1} when
+the step's batch was issued and pass rate s_n(x):
+
+    P(x)   = sigmoid(C_{n-1} - D(x))            expected performance (IRT / Elo)
+    d_n(x) = P(x) - s_n(x)                      instantaneous difficulty, in (-1, 1)
+    t(x)  <- t(x) + 1
+    D(x)  <- D(x) + (d_n(x) - D(x)) / t(x)      running mean of the d's (first update: D = d)
+    C_n    = -mean over all N prompts of D(x)   (never-updated prompts count with D = 0)
+
+D stays in [-1, 1] (a mean of values in (-1, 1)), hence so does C. With stationary pass rates S the
+iteration converges to the unique fixed point of equation (10),
+``D*(x) = sigmoid(C* - D*(x)) - S(x)``, ``C* = -mean D*``.
+
+Competence is kept incrementally and without drift by ``CompetenceSum``: the sum of D is held as
+an exact integer of fixed-point units (2**-50), so no sequence of updates can make it drift from a
+fresh recomputation; its only error is the 2**-51 rounding of each D, far below 1e-12.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+FIXED_BITS = 50
+"""D is held in the competence sum as round(D * 2**50); |D| <= 1 keeps each term below 2**50."""
+_SCALE = float(2**FIXED_BITS)
+_CHUNK = 4096  # |sum of 4096 terms| < 2**63: safe int64 partial sums
+
+
+def expected_performance(C: FloatArray | float, D: FloatArray) -> FloatArray:
+    """``sigmoid(C - D)``, elementwise."""
+    return 1.0 / (1.0 + np.exp(D - C))
+
+
+def updated_difficulty(
+    D: FloatArray, t: npt.NDArray[np.int32], C: FloatArray | float, s: FloatArray
+) -> tuple[FloatArray, npt.NDArray[np.int32]]:
+    """One CDAS update of prompts with difficulties ``D`` and update counts ``t``.
+
+    ``C`` is the competence the update uses (per prompt or shared), ``s`` the pass rates.
+    Returns the new (D, t). O(len(D)).
+    """
+    d = expected_performance(C, D) - s
+    t_new = (t + 1).astype(np.int32)
+    return D + (d - D) / t_new, t_new
+
+
+def to_fixed(D: FloatArray) -> npt.NDArray[np.int64]:
+    """round(D * 2**50) as int64 (exact scaling by a power of two, then round-half-even)."""
+    return np.rint(D * _SCALE).astype(np.int64)
+
+
+class CompetenceSum:
+    """Exact running sum of D over all prompts, giving ``C = -sum / N`` in O(1).
+
+    ``add(old, new)`` replaces difficulties ``old`` by ``new`` in O(len) with integer arithmetic,
+    so the sum always equals ``sum(round(D * 2**50))`` over the current D, whatever the history.
+    """
+
+    __slots__ = ("_fixed",)
+
+    def __init__(self, fixed: int = 0) -> None:
+        self._fixed = fixed
+
+    @property
+    def fixed(self) -> int:
+        return self._fixed
+
+    def add(self, old: FloatArray, new: FloatArray) -> None:
+        delta = to_fixed(new) - to_fixed(old)
+        total = 0
+        for start in range(0, delta.size, _CHUNK):
+            total += int(delta[start : start + _CHUNK].sum())
+        self._fixed += total
+
+    @classmethod
+    def of(cls, D: FloatArray) -> CompetenceSum:
+        """The sum recomputed from scratch (O(N)); used on restore and by the tests."""
+        out = cls()
+        out.add(np.zeros_like(D), D)
+        return out
+
+    def competence(self, n: int) -> float:
+        """C = -mean(D) over ``n`` prompts; 0 for an empty run. Exact up to one rounding."""
+        if n == 0:
+            return 0.0
+        # int / int is correctly rounded in Python, and the power-of-two scale is exact.
+        return (-self._fixed / n) / _SCALE

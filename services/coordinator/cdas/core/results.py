@@ -1,0 +1,192 @@
+"""Group results as clients post them, validated and reduced to arrays.
+
+A result is one prompt's group of G rollouts at one step, in one of three forms (the contract):
+
+* ``{"prompt_id", "correct": k, "total": G}``: k of G rollouts correct;
+* ``{"prompt_id", "rewards": [r_1, ..., r_G]}``: a rollout is correct when r_i > threshold (run
+  param, default 0.5);
+* ``{"prompt_id", "pass_rate": p, "total": G}``.
+
+From each we keep the pass rate s in [0, 1], the rollouts spent G, and whether the group is
+zero-gradient (all rewards equal, so GRPO's advantages vanish): k in {0, G}, p in {0, 1}, or
+max(r) == min(r). The whole request is validated before anything is applied: one bad result
+rejects the request, with a message naming its position, field and value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cdas.core.errors import InvalidArgumentError
+from cdas.core.validate import check_prompt_id, describe, is_int
+
+MAX_ROLLOUTS = 1 << 20
+"""Largest group (rollouts per prompt) accepted in one result."""
+
+_FIELDS = frozenset({"prompt_id", "correct", "total", "rewards", "pass_rate"})
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One group's outcome; exactly one of the three forms must be filled in."""
+
+    prompt_id: str
+    correct: int | None = None
+    total: int | None = None
+    rewards: Sequence[float] | None = None
+    pass_rate: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k in _FIELDS if (v := getattr(self, k)) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedResults:
+    """A validated request's results as parallel arrays (one entry per result, request order)."""
+
+    prompt_ids: list[str]
+    pass_rate: npt.NDArray[np.float64]
+    total: npt.NDArray[np.int64]
+    zero_gradient: npt.NDArray[np.bool_]
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+
+def _bad(pos: int, field: str, value: Any, why: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"results[{pos}].{field} is {describe(value)}; {why}",
+        field=f"results[{pos}].{field}",
+        value=describe(value),
+    )
+
+
+def _count(pos: int, field: str, value: Any, low: int) -> int:
+    if not is_int(value) or not low <= value <= MAX_ROLLOUTS:
+        raise _bad(pos, field, value, f"it must be an integer in [{low}, {MAX_ROLLOUTS}]")
+    return int(value)
+
+
+def _fast(item: Any) -> tuple[str, float, int, bool] | None:
+    """The common well-formed cases, with exact type checks only (about 3x cheaper than the full
+    validation); None sends the item through ``_one``, which validates and explains."""
+    if type(item) is not dict or len(item) != 3:
+        return None
+    prompt_id = item.get("prompt_id")
+    g = item.get("total")
+    if type(prompt_id) is not str or not 0 < len(prompt_id) <= 64 or type(g) is not int:
+        return None  # (64 characters are at most 256 UTF-8 bytes)
+    if not 0 < g <= MAX_ROLLOUTS:
+        return None
+    k = item.get("correct")
+    if type(k) is int:
+        if 0 <= k <= g:
+            return prompt_id, k / g, g, k == 0 or k == g
+        return None
+    p = item.get("pass_rate")
+    if type(p) is float and 0.0 <= p <= 1.0:  # NaN fails the comparison
+        return prompt_id, p, g, p == 0.0 or p == 1.0
+    return None
+
+
+def _one(pos: int, item: Any, threshold: float) -> tuple[str, float, int, bool]:
+    fast = _fast(item)
+    if fast is not None:
+        return fast
+    if isinstance(item, Result):
+        item = item.to_dict()
+    if not isinstance(item, Mapping):
+        raise InvalidArgumentError(
+            f"results[{pos}] is {describe(item)}; a result is an object with a prompt_id",
+            field=f"results[{pos}]",
+            value=describe(item),
+        )
+    unknown = item.keys() - _FIELDS
+    if unknown:
+        name = sorted(map(str, unknown))[0]
+        raise InvalidArgumentError(
+            f"results[{pos}] has unknown field {name!r}; fields are prompt_id and one of "
+            "correct+total, rewards, pass_rate+total",
+            field=f"results[{pos}].{name}",
+            value=name,
+        )
+    prompt_id = check_prompt_id(item.get("prompt_id"), f"results[{pos}].prompt_id")
+    correct, total = item.get("correct"), item.get("total")
+    rewards, pass_rate = item.get("rewards"), item.get("pass_rate")
+    forms = (correct is not None) + (rewards is not None) + (pass_rate is not None)
+    if forms != 1:
+        raise InvalidArgumentError(
+            f"results[{pos}] (prompt {prompt_id!r}) must carry exactly one of correct+total, "
+            f"rewards, pass_rate+total; it has {forms}",
+            field=f"results[{pos}]",
+            value=prompt_id,
+        )
+    if rewards is not None:
+        if total is not None:
+            raise _bad(pos, "total", total, "rewards already give the group size; omit total")
+        if isinstance(rewards, str | bytes) or not isinstance(rewards, Sequence | np.ndarray):
+            raise _bad(pos, "rewards", rewards, "it must be a list of numbers")
+        if not 1 <= len(rewards) <= MAX_ROLLOUTS:
+            raise _bad(pos, "rewards", rewards, f"it must hold 1 to {MAX_ROLLOUTS} rewards")
+        low, high, hits = math.inf, -math.inf, 0
+        for r in rewards:
+            if isinstance(r, bool) or not isinstance(r, int | float) or not math.isfinite(r):
+                raise _bad(pos, "rewards", rewards, f"reward {describe(r)} is not a finite number")
+            low, high = min(low, r), max(high, r)
+            hits += r > threshold
+        g = len(rewards)
+        return prompt_id, hits / g, g, low == high
+    g = _count(pos, "total", total, 1)
+    if correct is not None:
+        k = _count(pos, "correct", correct, 0)
+        if k > g:
+            raise _bad(pos, "correct", correct, f"it exceeds total {g}")
+        return prompt_id, k / g, g, k in (0, g)
+    if (
+        isinstance(pass_rate, bool)
+        or not isinstance(pass_rate, int | float)
+        or not math.isfinite(pass_rate)
+        or not 0.0 <= pass_rate <= 1.0
+    ):
+        raise _bad(pos, "pass_rate", pass_rate, "it must be a number in [0, 1]")
+    p = float(pass_rate)
+    return prompt_id, p, g, p in (0.0, 1.0)
+
+
+def parse_results(results: Iterable[Any], threshold: float) -> ParsedResults:
+    """Validate every result of a request and return them as arrays. O(total rewards + m).
+
+    Also rejects a prompt id that appears twice in one request.
+    """
+    if isinstance(results, str | bytes | Mapping) or not isinstance(results, Iterable):
+        raise InvalidArgumentError(
+            f"results is {describe(results)}; it must be a list of results",
+            field="results",
+            value=describe(results),
+        )
+    rows = [_one(pos, item, threshold) for pos, item in enumerate(results)]
+    ids = [r[0] for r in rows]
+    if len(set(ids)) != len(ids):
+        seen: dict[str, int] = {}
+        for pos, prompt_id in enumerate(ids):
+            if prompt_id in seen:
+                raise InvalidArgumentError(
+                    f"prompt {prompt_id!r} appears twice in one request "
+                    f"(results[{seen[prompt_id]}] and results[{pos}])",
+                    field=f"results[{pos}].prompt_id",
+                    value=prompt_id,
+                )
+            seen[prompt_id] = pos
+    n = len(rows)
+    return ParsedResults(
+        prompt_ids=ids,
+        pass_rate=np.fromiter((r[1] for r in rows), dtype=np.float64, count=n),
+        total=np.fromiter((r[2] for r in rows), dtype=np.int64, count=n),
+        zero_gradient=np.fromiter((r[3] for r in rows), dtype=np.bool_, count=n),
+    )

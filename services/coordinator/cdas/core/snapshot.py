@@ -1,0 +1,55 @@
+"""The snapshot format: a run's whole logical state as one byte string, the same for every store.
+
+An uncompressed ``.npz`` archive (numpy's zip of ``.npy`` arrays, read back with
+``allow_pickle=False``, so loading a snapshot executes nothing): JSON metadata in the member
+``meta`` (format tag, config, counters, per-step statistics) and every array under its name.
+Derived structures (ordered index, sum tree, competence sum, histogram) are not stored; a restore
+rebuilds them deterministically from the logical state, so the restored run answers every later
+call exactly as the original would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cdas.core.errors import InvalidArgumentError
+
+FORMAT = "cdas-snapshot/1"
+
+Arrays = dict[str, npt.NDArray[Any]]
+
+
+def encode(meta: dict[str, Any], arrays: Arrays) -> bytes:
+    out = io.BytesIO()
+    blob = np.frombuffer(json.dumps({"format": FORMAT, **meta}).encode(), dtype=np.uint8)
+    members: dict[str, Any] = {"meta": blob, **arrays}
+    np.savez(out, **members)
+    return out.getvalue()
+
+
+def decode(data: bytes) -> tuple[dict[str, Any], Arrays]:
+    """Parse a snapshot; raises ``InvalidArgumentError`` for anything that is not one."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidArgumentError(
+            "a snapshot is a byte string", field="snapshot", value=type(data).__name__
+        )
+    try:
+        with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise InvalidArgumentError(
+            f"not a cdas snapshot ({type(exc).__name__}: {exc})", field="snapshot", value=len(data)
+        ) from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise InvalidArgumentError(
+            f"snapshot format {found!r} is not {FORMAT!r}", field="snapshot", value=repr(found)
+        )
+    return meta, arrays

@@ -1,0 +1,29 @@
+"""The sampling strategies, one module each, registered by name in ``REGISTRY``."""
+
+from cdas.core.strategies import (
+    cdas,
+    curriculum,
+    dynamic,
+    learnability,
+    mopps,
+    pooled,
+    prioritized,
+    random_sampling,
+)
+from cdas.core.strategies.base import REGISTRY, Request, Strategy, build, normalized_params
+
+__all__ = [
+    "REGISTRY",
+    "Request",
+    "Strategy",
+    "build",
+    "cdas",
+    "curriculum",
+    "dynamic",
+    "learnability",
+    "mopps",
+    "normalized_params",
+    "pooled",
+    "prioritized",
+    "random_sampling",
+]

@@ -1,0 +1,197 @@
+"""Uniform sampling without replacement, with epochs, in O(k) per draw of k.
+
+Layout (a partial Fisher-Yates shuffle that is never completed): ``items[:live]`` are the members
+not yet drawn in this epoch, ``items[live:]`` those already drawn; ``pos[idx]`` is where prompt idx
+sits. A draw of k picks k distinct positions uniformly in [0, live) and swaps them to the end of the
+live region; a new epoch is ``live = size`` (O(1)). Every k-subset of the live members is equally
+likely, and the result depends only on the layout and the random stream, both reproducible.
+
+Used by random sampling (epochs), CDAS's warm-up (one epoch), dynamic sampling, curriculum levels
+and the candidate pools of MoPPS and learnability.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from cdas.core.arrays import first_occurrences, unique_sorted
+
+IntArray = npt.NDArray[np.int64]
+
+
+class UniformPool:
+    """A set of prompt indexes to draw from uniformly without replacement; see the module doc."""
+
+    def __init__(self) -> None:
+        self._items = np.zeros(0, dtype=np.int32)
+        self._pos = np.zeros(0, dtype=np.int32)  # indexed by prompt idx; -1: not a member
+        self._size = 0
+        self._live = 0
+        self.epoch = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def live(self) -> int:
+        """Members not yet drawn in the current epoch."""
+        return self._live
+
+    def __contains__(self, idx: int) -> bool:
+        return idx < self._pos.size and self._pos[idx] >= 0
+
+    # ------------------------------------------------------------------ membership
+    def add(self, idx: IntArray) -> None:
+        """Add new members (not yet drawn in this epoch). O(len(idx))."""
+        m = idx.size
+        if m == 0:
+            return
+        need = int(idx.max()) + 1
+        if need > self._pos.size:
+            grown = np.full(max(need, 2 * self._pos.size), -1, dtype=np.int32)
+            grown[: self._pos.size] = self._pos
+            self._pos = grown
+        if self._size + m > self._items.size:
+            grown_items = np.zeros(max(self._size + m, 2 * self._items.size), dtype=np.int32)
+            grown_items[: self._size] = self._items[: self._size]
+            self._items = grown_items
+        # Move up to m drawn members from the front of the drawn region to the end, then put the
+        # new members right after the live region.
+        drawn = self._size - self._live
+        moved = min(drawn, m)
+        src = np.arange(self._live, self._live + moved)
+        dst = np.arange(self._size + m - moved, self._size + m)
+        self._items[dst] = self._items[src]
+        self._pos[self._items[dst]] = dst
+        slots = np.arange(self._live, self._live + m)
+        self._items[slots] = idx
+        self._pos[idx] = slots
+        self._size += m
+        self._live += m
+
+    def discard(self, idx: IntArray) -> None:
+        """Count the live members among ``idx`` as drawn in this epoch. O(len(idx))."""
+        self._hold(idx)
+
+    def reset(self) -> None:
+        """Start a new epoch: every member can be drawn again. O(1)."""
+        self._live = self._size
+        self.epoch += 1
+
+    # ------------------------------------------------------------------ drawing
+    def _to_tail(self, positions: IntArray, end: int) -> None:
+        """Swap the distinct ``positions`` (all < end) to [end - k, end), keeping the rest."""
+        k = positions.size
+        if k == 0:
+            return
+        tail_start = end - k
+        outside = positions[positions < tail_start]
+        if outside.size:
+            tail = np.arange(tail_start, end)
+            free = tail[~np.isin(tail, positions, assume_unique=True)]
+            a, b = self._items[outside].copy(), self._items[free].copy()
+            self._items[outside], self._items[free] = b, a
+            self._pos[b] = outside
+            self._pos[a] = free
+
+    def _positions(self, k: int, live: int, rng: np.random.Generator) -> IntArray:
+        """k distinct positions, uniform over [0, live), in random order. Expected O(k)."""
+        if 2 * k >= live:
+            return rng.permutation(live)[:k].astype(np.int64)
+        got = np.zeros(0, dtype=np.int64)
+        while got.size < k:
+            more = rng.integers(0, live, size=k - got.size)
+            got = first_occurrences(np.concatenate([got, more]))
+        return got
+
+    def draw(
+        self,
+        k: int,
+        rng: np.random.Generator,
+        exclude: IntArray | None = None,
+        epochs: bool = False,
+    ) -> IntArray:
+        """Draw up to k live members uniformly without replacement, never one of ``exclude``.
+
+        With ``epochs``, when fewer than k remain, the rest of the epoch is taken and a new epoch
+        starts to supply the others (never repeating a member within the draw). Returns fewer than
+        k only when the members (minus ``exclude``) run out. O(k + len(exclude)).
+        """
+        token = self._hold(exclude)
+        out = self._draw_live(min(k, self._live), rng)
+        self._release(token)
+        if epochs and out.size < k and self._size > 0:
+            self.reset()
+            token = self._hold(out if exclude is None else np.concatenate([out, exclude]))
+            more = self._draw_live(min(k - out.size, self._live), rng)
+            self._release(token)
+            out = np.concatenate([out, more])
+        return out
+
+    def available(self, exclude: IntArray | None = None) -> int:
+        """Live members that are not in ``exclude``. O(len(exclude))."""
+        if exclude is None or exclude.size == 0:
+            return self._live
+        members = exclude[exclude < self._pos.size]
+        positions = self._pos[members]
+        return self._live - int(
+            unique_sorted(positions[(positions >= 0) & (positions < self._live)]).size
+        )
+
+    def _draw_live(self, k: int, rng: np.random.Generator) -> IntArray:
+        if k == 0:
+            return np.zeros(0, dtype=np.int64)
+        positions = self._positions(k, self._live, rng)
+        out = self._items[positions].astype(np.int64)
+        self._to_tail(positions, self._live)
+        self._live -= k
+        return out
+
+    def _hold(self, exclude: IntArray | None) -> tuple[int, int]:
+        """Move the live members of ``exclude`` just past the live region, out of reach of draws.
+
+        Returns the token for ``_release``: (members held, live count right after holding).
+        """
+        if exclude is None or exclude.size == 0:
+            return 0, self._live
+        members = exclude[exclude < self._pos.size]
+        positions = self._pos[members].astype(np.int64)
+        positions = unique_sorted(positions[(positions >= 0) & (positions < self._live)])
+        self._to_tail(positions, self._live)
+        self._live -= positions.size
+        return int(positions.size), self._live
+
+    def _release(self, token: tuple[int, int]) -> None:
+        """Undo ``_hold``: the k members drawn since sit before the held block; rotate so the held
+        block rejoins the live region and the drawn ones follow it. O(k + held)."""
+        held, mark = token
+        if held == 0:
+            return
+        drawn = mark - self._live
+        start = self._live
+        segment = self._items[start : start + drawn + held].copy()
+        rotated = np.concatenate([segment[drawn:], segment[:drawn]])
+        self._items[start : start + drawn + held] = rotated
+        self._pos[rotated] = np.arange(start, start + drawn + held, dtype=np.int32)
+        self._live += held
+
+    # ------------------------------------------------------------------ snapshot
+    def to_arrays(self) -> dict[str, npt.NDArray[np.int64]]:
+        """The layout (members in order) and the counters: everything a restore needs."""
+        return {
+            "items": self._items[: self._size].astype(np.int64),
+            "counters": np.array([self._live, self.epoch], dtype=np.int64),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, npt.NDArray[np.int64]], capacity: int) -> UniformPool:
+        out = cls()
+        items = arrays["items"]
+        out._items = items.astype(np.int32)
+        out._pos = np.full(capacity, -1, dtype=np.int32)
+        out._pos[items] = np.arange(items.size, dtype=np.int32)
+        out._size = int(items.size)
+        out._live, out.epoch = (int(v) for v in arrays["counters"])
+        return out

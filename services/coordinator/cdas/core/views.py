@@ -1,0 +1,152 @@
+"""The answers the coordinator gives, as plain frozen dataclasses with ``to_dict`` in the shape of
+the REST contract (``shared/API.md``). The library, the REST and the gRPC doors return the same."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """A run's identity, config and counters (``GET /v1/runs/{run_id}``)."""
+
+    run_id: str
+    strategy: str
+    params: dict[str, Any]
+    seed: int
+    size: int
+    step: int | None
+    competence: float
+    seen: int
+    results: int
+    duplicates: int
+    rollouts: int
+    batches: int
+    created: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "strategy": self.strategy,
+            "params": self.params,
+            "seed": self.seed,
+            "size": self.size,
+            "step": self.step,
+            "competence": self.competence,
+            "counts": {
+                "seen": self.seen,
+                "results": self.results,
+                "duplicates": self.duplicates,
+                "rollouts": self.rollouts,
+                "batches": self.batches,
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The prompts of one (step, round) and the competence they were chosen with."""
+
+    run_id: str
+    step: int
+    round: int
+    prompt_ids: list[str]
+    competence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "step": self.step,
+            "round": self.round,
+            "prompt_ids": self.prompt_ids,
+            "competence": self.competence,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOutcome:
+    """How many results were applied, how many were duplicates, and the competence after."""
+
+    applied: int
+    duplicates: int
+    competence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "applied": self.applied,
+            "duplicates": self.duplicates,
+            "competence": self.competence,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PromptInfo:
+    prompt_id: str
+    difficulty: float
+    updates: int
+    last_pass_rate: float | None
+    last_step: int | None
+    label: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt_id": self.prompt_id,
+            "difficulty": self.difficulty,
+            "updates": self.updates,
+            "last_pass_rate": self.last_pass_rate,
+            "last_step": self.last_step,
+            "label": self.label,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StepSummary:
+    """One step of the history: competence after its latest results (at issue while it has none),
+    mean pass rate and zero-gradient share of its results, prompts issued, rollouts reported."""
+
+    step: int
+    competence: float
+    mean_pass_rate: float | None
+    zero_gradient_ratio: float | None
+    batch_size: int
+    results: int
+    rollouts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "competence": self.competence,
+            "mean_pass_rate": self.mean_pass_rate,
+            "zero_gradient_ratio": self.zero_gradient_ratio,
+            "batch_size": self.batch_size,
+            "results": self.results,
+            "rollouts": self.rollouts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """What a dashboard shows (``GET /v1/runs/{run_id}/state``)."""
+
+    run_id: str
+    strategy: str
+    step: int | None
+    size: int
+    seen: int
+    competence: float
+    histogram_edges: list[float]
+    histogram_counts: list[int]
+    history: list[StepSummary] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "strategy": self.strategy,
+            "step": self.step,
+            "size": self.size,
+            "seen": self.seen,
+            "competence": self.competence,
+            "histogram": {"edges": self.histogram_edges, "counts": self.histogram_counts},
+            "history": [s.to_dict() for s in self.history],
+        }

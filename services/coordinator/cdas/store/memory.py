@@ -1,0 +1,159 @@
+"""The embedded store: every run in this process's memory, no server needed.
+
+Runs are independent; each has its own lock, so calls on different runs proceed in parallel and
+calls on one run are serialized (each call is atomic). ``save``/``load`` write and read all runs as
+one file of snapshots (atomically: a temporary file renamed over the old one), so a single-machine
+user can keep the state across restarts.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cdas.core.config import PromptSpec, RunConfig
+from cdas.core.errors import ConflictError, InvalidArgumentError, RunNotFoundError
+from cdas.core.steps import RETAIN_STEPS
+from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.store.memory_run import MemoryRun
+
+
+class MemoryStore:
+    """All runs in process memory; see the module docstring."""
+
+    def __init__(self, retain_steps: int = RETAIN_STEPS) -> None:
+        if retain_steps < 1:
+            raise InvalidArgumentError(
+                f"retain_steps {retain_steps} is below 1", field="retain_steps", value=retain_steps
+            )
+        self.retain_steps = retain_steps
+        self._runs: dict[str, MemoryRun] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _run(self, run_id: str) -> Iterator[MemoryRun]:
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is None:
+            raise RunNotFoundError(run_id)
+        with run.lock:
+            yield run
+
+    # ------------------------------------------------------------------ runs
+    def put_run(self, run_id: str, config: RunConfig, prompts: PromptSpec) -> RunInfo:
+        fingerprint = prompts.fingerprint()
+        with self._lock:
+            existing = self._runs.get(run_id)
+            if existing is None:
+                run = MemoryRun(run_id, config, fingerprint, self.retain_steps)
+                run.add_prompts(prompts)  # raises before the run is stored
+                self._runs[run_id] = run
+                return run.info(created=True)
+        with existing.lock:
+            if existing.config != config:
+                raise ConflictError(
+                    f"run {run_id!r} exists with another config "
+                    f"({existing.config.to_dict()}, not {config.to_dict()})",
+                    run_id=run_id,
+                )
+            if existing.fingerprint != fingerprint:
+                raise ConflictError(
+                    f"run {run_id!r} exists with another initial prompt set", run_id=run_id
+                )
+            return existing.info(created=False)
+
+    def get_run(self, run_id: str) -> RunInfo:
+        with self._run(run_id) as run:
+            return run.info()
+
+    def list_runs(self) -> list[RunInfo]:
+        with self._lock:
+            runs = sorted(self._runs.items())
+        out = []
+        for _, run in runs:
+            with run.lock:
+                out.append(run.info())
+        return out
+
+    def delete_run(self, run_id: str) -> None:
+        with self._lock:
+            if self._runs.pop(run_id, None) is None:
+                raise RunNotFoundError(run_id)
+
+    def add_prompts(self, run_id: str, prompts: PromptSpec) -> int:
+        with self._run(run_id) as run:
+            return run.add_prompts(prompts)
+
+    # ------------------------------------------------------------------ steps
+    def next_batch(self, run_id: str, step: int, size: int, round_: int) -> Batch:
+        with self._run(run_id) as run:
+            return run.next_batch(step, size, round_)
+
+    def report_results(self, run_id: str, step: int, results: list[Any]) -> ReportOutcome:
+        with self._run(run_id) as run:
+            return run.report_results(step, results)
+
+    def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
+        with self._run(run_id) as run:
+            return run.get_prompt(prompt_id)
+
+    def get_state(self, run_id: str) -> RunState:
+        with self._run(run_id) as run:
+            return run.state()
+
+    # ------------------------------------------------------------------ snapshots
+    def snapshot(self, run_id: str) -> bytes:
+        with self._run(run_id) as run:
+            return run.snapshot()
+
+    def restore(self, run_id: str, data: bytes) -> RunInfo:
+        run = MemoryRun.from_snapshot(run_id, data, self.retain_steps)
+        with self._lock:
+            self._runs[run_id] = run
+        return run.info()
+
+    def ping(self) -> None:
+        """The embedded store is always reachable."""
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write every run to ``path`` atomically (zip of snapshots, one member per run)."""
+        with self._lock:
+            run_ids = sorted(self._runs)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=target.name, dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as raw:
+                with zipfile.ZipFile(raw, "w") as archive:
+                    for run_id in run_ids:
+                        try:
+                            archive.writestr(f"{run_id}.snapshot", self.snapshot(run_id))
+                        except RunNotFoundError:
+                            continue  # deleted meanwhile
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], retain_steps: int = RETAIN_STEPS) -> MemoryStore:
+        """A store holding the runs ``save`` wrote to ``path`` (empty if the file is missing)."""
+        store = cls(retain_steps)
+        target = Path(path)
+        if not target.exists():
+            return store
+        with zipfile.ZipFile(io.BytesIO(target.read_bytes())) as archive:
+            for name in archive.namelist():
+                run_id = name.removesuffix(".snapshot")
+                store.restore(run_id, archive.read(name))
+        return store

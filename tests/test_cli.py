@@ -1,0 +1,47 @@
+"""The ``cdas`` command as a user runs it: the installed console script, in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+CDAS = str(Path(sys.executable).parent / "cdas")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CDAS, *args], capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_demo_prints_a_table_per_strategy() -> None:
+    done = _run("demo", "--prompts", "3000", "--batch", "256", "--steps", "30")
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.strip()}
+    for name in ("cdas", "random", "prioritized", "dynamic"):
+        zero_gradient, accuracy, rollouts = lines[name]
+        assert 0.0 <= float(zero_gradient) <= 1.0
+        assert 0.0 < float(accuracy) < 1.0
+        assert int(rollouts.replace(",", "")) >= 30 * 256 * 8
+    # CDAS wastes fewer groups than random sampling on the toy learner
+    assert float(lines["cdas"][0]) < float(lines["random"][0])
+
+
+def test_bench_core_quick_reports_targets() -> None:
+    done = _run("bench", "core", "--sizes", "1000,3000", "--steps", "5", "--naive-steps", "1")
+    assert done.returncode == 0, done.stderr
+    assert "bytes/prompt" in done.stdout
+    assert "step at N = 3,000 / step at N = 1,000" in done.stdout
+    rows = [
+        line.split()
+        for line in done.stdout.splitlines()
+        if line.strip().startswith(("1,000", "3,000"))
+    ]
+    assert len(rows) == 2
+    assert all(float(row[1]) > 0 for row in rows)
+
+
+def test_bad_arguments_exit_with_usage() -> None:
+    done = _run("bench", "core", "--sizes", "lots")
+    assert done.returncode == 2
+    assert "sizes 'lots'" in done.stderr
+    assert _run("version").stdout.strip() == "0.1.0"
