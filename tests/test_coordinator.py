@@ -197,3 +197,14 @@ def test_public_exports_are_honest() -> None:
     for name in cdas.__all__:
         assert hasattr(cdas, name), name
     assert isinstance(cdas.MemoryStore(), cdas.Store)
+
+
+def test_a_count_after_explicit_ids_cannot_collide(coord: cdas.Coordinator) -> None:
+    coord.put_run("r", prompts=5)
+    coord.add_prompts("r", ["7"])  # index 5, explicitly named "7"
+    with pytest.raises(cdas.InvalidArgumentError, match="'7' is already registered"):
+        coord.add_prompts("r", {"count": 3})  # would be "6", "7", "8"
+    assert coord.add_prompts("r", {"count": 1}) == 7  # "6"
+    assert coord.get_prompt("r", "6").updates == 0
+    ids = {p for step in range(7) for p in coord.next_batch("r", step, 7).prompt_ids}
+    assert ids == {"0", "1", "2", "3", "4", "7", "6"}

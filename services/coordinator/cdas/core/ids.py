@@ -51,6 +51,11 @@ class PromptIds:
         """How many leading ids are the implicit "0".."k-1"."""
         return self._implicit
 
+    @property
+    def explicit(self) -> int:
+        """How many ids are held in the explicit table."""
+        return self._explicit
+
     # ------------------------------------------------------------------ registration
     def check_new(self, ids: Sequence[str], field: str = "ids") -> None:
         """Validate ids for registration: strings of 1-256 bytes, no duplicates among them or with
@@ -100,12 +105,10 @@ class PromptIds:
         self._hpos = np.insert(self._hpos, where, new_p)
 
     def add_count(self, count: int) -> None:
-        """Register the ids str(len(self)) .. str(len(self) + count - 1)."""
-        if self._explicit == 0:
-            self._implicit += count
-        else:
-            start = len(self)
-            self.add([str(i) for i in range(start, start + count)])
+        """Extend the implicit range by ``count`` ids (only while there are no explicit ids)."""
+        if self._explicit:
+            raise ValueError("implicit ids cannot follow explicit ones; register them by name")
+        self._implicit += count
 
     # ------------------------------------------------------------------ lookups
     def _explicit_id(self, j: int) -> str:

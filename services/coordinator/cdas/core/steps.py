@@ -1,9 +1,9 @@
 """What a run remembers per step: the batches it issued (for idempotent ``next_batch``), which
 prompts' results it applied (so a retry is a duplicate), and the step's statistics (history).
 
-Batches and applied sets are kept for the latest ``retain_steps`` steps (default 4096); a request
-for an older step is a conflict, since its duplicates could no longer be recognized. Statistics are
-kept for every step.
+Batches and applied sets are kept for the latest ``retain_steps`` steps (default 1024, about 12 KB
+per step at B = 1024: prompt indexes are int32); a request for an older step is a conflict, since
+its duplicates could no longer be recognized. Statistics are kept for every step.
 """
 
 from __future__ import annotations
@@ -16,19 +16,21 @@ import numpy.typing as npt
 from cdas.core.views import StepSummary
 
 IntArray = npt.NDArray[np.int64]
+SmallIntArray = npt.NDArray[np.int32]
 
-RETAIN_STEPS = 4096
+RETAIN_STEPS = 1024
 
 
 @dataclass(slots=True)
 class RoundRecord:
     """One issued batch: prompt indexes in batch order and the competence it was chosen with."""
 
-    ids: IntArray
+    ids: SmallIntArray
     competence: float
-    sorted_ids: IntArray = field(init=False)
+    sorted_ids: SmallIntArray = field(init=False)
 
     def __post_init__(self) -> None:
+        self.ids = self.ids.astype(np.int32)
         self.sorted_ids = np.sort(self.ids)
 
     def contains(self, idx: IntArray) -> npt.NDArray[np.bool_]:
@@ -45,12 +47,12 @@ class StepRecord:
     """The retained part of a step: its rounds and the prompts whose results were applied."""
 
     rounds: list[RoundRecord] = field(default_factory=list)
-    applied: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    applied: SmallIntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
 
     def issued(self) -> IntArray:
         if not self.rounds:
             return np.zeros(0, dtype=np.int64)
-        return np.concatenate([r.ids for r in self.rounds])
+        return np.concatenate([r.ids for r in self.rounds]).astype(np.int64)
 
     def issued_count(self) -> int:
         return sum(r.ids.size for r in self.rounds)

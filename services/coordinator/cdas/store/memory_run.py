@@ -56,13 +56,17 @@ class MemoryRun:
         """Register prompts (validated first, all or nothing); returns the run's new size."""
         m = prompts.size
         start = len(self.ids)
-        if prompts.ids is not None:
-            self.ids.check_new(prompts.ids, "prompts.ids")
+        ids = prompts.ids
+        if ids is None and self.ids.explicit:  # a count after explicit ids: spell the ids out,
+            ids = [str(start + k) for k in range(m)]  # they may collide with explicit ones
+        if ids is not None:
+            self.ids.check_new(ids, "prompts.ids")
         labels = self._labels_of(prompts, start)
-        if prompts.ids is not None:
+        if ids is not None:
+            names = ids
 
             def id_of(k: int) -> str:
-                return prompts.ids[k]  # type: ignore[index]
+                return names[k]
 
         else:
 
@@ -72,8 +76,8 @@ class MemoryRun:
         self.strategy.check_labels(labels, m, id_of)
         if m == 0:
             return self.core.n
-        if prompts.ids is not None:
-            self.ids.add(prompts.ids)
+        if ids is not None:
+            self.ids.add(ids)
         else:
             self.ids.add_count(m)
         self.core.grow(m, labels)
@@ -175,7 +179,7 @@ class MemoryRun:
             raise RuntimeError(
                 f"strategy {self.config.strategy} chose {idx.size} of {size} prompts"
             )
-        issued = RoundRecord(idx.astype(np.int64), self.core.competence)
+        issued = RoundRecord(idx.astype(np.int32), self.core.competence)
         self._record(step).rounds.append(issued)
         stats = self._stats(step)
         stats.batch_size += size
@@ -218,7 +222,7 @@ class MemoryRun:
             )
             self.strategy.observe(self.core, update)
             record = self._record(step)
-            record.applied = merge_sorted(record.applied, sel)
+            record.applied = merge_sorted(record.applied, sel.astype(np.int32))
             stats = self._stats(step)
             stats.results += applied
             stats.pass_sum += float(parsed.pass_rate[fresh].sum())
@@ -328,9 +332,9 @@ class MemoryRun:
                 record = run._record(int(step))
                 for r, comp in enumerate(competences):
                     record.rounds.append(
-                        RoundRecord(arrays[f"step{step}_round{r}"].astype(np.int64), float(comp))
+                        RoundRecord(arrays[f"step{step}_round{r}"].astype(np.int32), float(comp))
                     )
-                record.applied = arrays[f"step{step}_applied"].astype(np.int64)
+                record.applied = arrays[f"step{step}_applied"].astype(np.int32)
             for row in meta["stats"]:
                 stats = StepStats.from_list(row)
                 run.stats[stats.step] = stats
