@@ -27,7 +27,8 @@ FloatArray = npt.NDArray[np.float64]
 
 FIXED_BITS = 50
 """D is held in the competence sum as round(D * 2**50); |D| <= 1 keeps each term below 2**50."""
-_SCALE = float(2**FIXED_BITS)
+FIXED_SCALE = float(2**FIXED_BITS)
+_SCALE = FIXED_SCALE
 _CHUNK = 4096  # |sum of 4096 terms| < 2**63: safe int64 partial sums
 
 
@@ -54,6 +55,23 @@ def to_fixed(D: FloatArray) -> npt.NDArray[np.int64]:
     return np.rint(D * _SCALE).astype(np.int64)
 
 
+def fixed_sum(values: FloatArray) -> int:
+    """sum(round(v * 2**50)) exactly, as a Python int (|v| <= 1). O(len)."""
+    fixed = to_fixed(values)
+    total = 0
+    for start in range(0, fixed.size, _CHUNK):
+        total += int(fixed[start : start + _CHUNK].sum())
+    return total
+
+
+def competence(sum_fixed: int, n: int) -> float:
+    """C = -mean(D) from the exact fixed-point sum of D over ``n`` prompts (0 for no prompts)."""
+    if n == 0:
+        return 0.0
+    # int / int is correctly rounded in Python, and the power-of-two scale is exact.
+    return (-sum_fixed / n) / _SCALE
+
+
 class CompetenceSum:
     """Exact running sum of D over all prompts, giving ``C = -sum / N`` in O(1).
 
@@ -71,11 +89,7 @@ class CompetenceSum:
         return self._fixed
 
     def add(self, old: FloatArray, new: FloatArray) -> None:
-        delta = to_fixed(new) - to_fixed(old)
-        total = 0
-        for start in range(0, delta.size, _CHUNK):
-            total += int(delta[start : start + _CHUNK].sum())
-        self._fixed += total
+        self._fixed += fixed_sum(new) - fixed_sum(old)
 
     @classmethod
     def of(cls, D: FloatArray) -> CompetenceSum:
@@ -86,7 +100,4 @@ class CompetenceSum:
 
     def competence(self, n: int) -> float:
         """C = -mean(D) over ``n`` prompts; 0 for an empty run. Exact up to one rounding."""
-        if n == 0:
-            return 0.0
-        # int / int is correctly rounded in Python, and the power-of-two scale is exact.
-        return (-self._fixed / n) / _SCALE
+        return competence(self._fixed, n)

@@ -162,6 +162,12 @@ class PromptIds:
         return [str(i) if i < k else self._explicit_id(i - k) for i in values]
 
     # ------------------------------------------------------------------ snapshot
+    def load(self, other: PromptIds) -> None:
+        """Become a copy of ``other`` (a restore)."""
+        self.__dict__.update(
+            {k: (v.copy() if hasattr(v, "copy") else v) for k, v in other.__dict__.items()}
+        )
+
     def to_arrays(self) -> tuple[int, npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
         """(implicit count, id bytes, offsets): everything needed to rebuild the map."""
         return (

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from cdas.core.difficulty import FIXED_SCALE
 from cdas.core.views import StepSummary
 
 IntArray = npt.NDArray[np.int64]
@@ -60,13 +61,17 @@ class StepRecord:
 
 @dataclass(slots=True)
 class StepStats:
-    """Running statistics of one step, kept for the whole run."""
+    """Running statistics of one step, kept for the whole run.
+
+    The pass rates are summed exactly, in fixed point (``to_fixed``), so the statistics do not
+    depend on the order in which concurrent writers' results were applied.
+    """
 
     step: int
     competence: float = 0.0
     batch_size: int = 0
     results: int = 0
-    pass_sum: float = 0.0
+    pass_fixed: int = 0
     zero_gradient: int = 0
     rollouts: int = 0
 
@@ -75,7 +80,7 @@ class StepStats:
         return StepSummary(
             step=self.step,
             competence=self.competence,
-            mean_pass_rate=self.pass_sum / n if n else None,
+            mean_pass_rate=(self.pass_fixed / n) / FIXED_SCALE if n else None,
             zero_gradient_ratio=self.zero_gradient / n if n else None,
             batch_size=self.batch_size,
             results=n,
@@ -88,20 +93,20 @@ class StepStats:
             self.competence,
             self.batch_size,
             self.results,
-            self.pass_sum,
+            self.pass_fixed,
             self.zero_gradient,
             self.rollouts,
         ]
 
     @classmethod
     def from_list(cls, row: list[float | int]) -> StepStats:
-        step, comp, size, results, pass_sum, zero, rollouts = row
+        step, comp, size, results, pass_fixed, zero, rollouts = row
         return cls(
             int(step),
             float(comp),
             int(size),
             int(results),
-            float(pass_sum),
+            int(pass_fixed),
             int(zero),
             int(rollouts),
         )

@@ -19,10 +19,34 @@ from pathlib import Path
 from typing import Any
 
 from cdas.core.config import PromptSpec, RunConfig
+from cdas.core.engine import Restored, RunEngine
 from cdas.core.errors import ConflictError, InvalidArgumentError, RunNotFoundError
 from cdas.core.steps import RETAIN_STEPS
 from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
-from cdas.store.memory_run import MemoryRun
+from cdas.store.memory_space import MemorySpace
+
+
+class MemoryRun:
+    """A run in memory: its space, the engine over it, and the lock serializing its calls."""
+
+    def __init__(self, space: MemorySpace, retain_steps: int) -> None:
+        self.space = space
+        self.engine = RunEngine(space, retain_steps)
+        self.lock = threading.RLock()
+
+
+def check_same_run(
+    run_id: str, config: RunConfig, fingerprint: str, asked: RunConfig, asked_fingerprint: str
+) -> None:
+    """A ``put_run`` of an existing run must describe it exactly; otherwise a conflict."""
+    if config != asked:
+        raise ConflictError(
+            f"run {run_id!r} exists with another config "
+            f"({config.to_dict()}, not {asked.to_dict()})",
+            run_id=run_id,
+        )
+    if fingerprint != asked_fingerprint:
+        raise ConflictError(f"run {run_id!r} exists with another initial prompt set", run_id=run_id)
 
 
 class MemoryStore:
@@ -38,13 +62,16 @@ class MemoryStore:
         self._lock = threading.Lock()
 
     @contextmanager
-    def _run(self, run_id: str) -> Iterator[MemoryRun]:
+    def _run(self, run_id: str) -> Iterator[RunEngine]:
         with self._lock:
             run = self._runs.get(run_id)
         if run is None:
             raise RunNotFoundError(run_id)
         with run.lock:
-            yield run
+            yield run.engine
+
+    def _new(self, run_id: str, config: RunConfig, fingerprint: str) -> MemoryRun:
+        return MemoryRun(MemorySpace(run_id, config, fingerprint), self.retain_steps)
 
     # ------------------------------------------------------------------ runs
     def put_run(self, run_id: str, config: RunConfig, prompts: PromptSpec) -> RunInfo:
@@ -52,22 +79,15 @@ class MemoryStore:
         with self._lock:
             existing = self._runs.get(run_id)
             if existing is None:
-                run = MemoryRun(run_id, config, fingerprint, self.retain_steps)
-                run.add_prompts(prompts)  # raises before the run is stored
+                run = self._new(run_id, config, fingerprint)
+                run.engine.add_prompts(prompts)  # raises before the run is stored
                 self._runs[run_id] = run
-                return run.info(created=True)
+                return run.engine.info(created=True)
         with existing.lock:
-            if existing.config != config:
-                raise ConflictError(
-                    f"run {run_id!r} exists with another config "
-                    f"({existing.config.to_dict()}, not {config.to_dict()})",
-                    run_id=run_id,
-                )
-            if existing.fingerprint != fingerprint:
-                raise ConflictError(
-                    f"run {run_id!r} exists with another initial prompt set", run_id=run_id
-                )
-            return existing.info(created=False)
+            check_same_run(
+                run_id, existing.space.config, existing.space.fingerprint, config, fingerprint
+            )
+            return existing.engine.info(created=False)
 
     def get_run(self, run_id: str) -> RunInfo:
         with self._run(run_id) as run:
@@ -79,7 +99,7 @@ class MemoryStore:
         out = []
         for _, run in runs:
             with run.lock:
-                out.append(run.info())
+                out.append(run.engine.info())
         return out
 
     def delete_run(self, run_id: str) -> None:
@@ -114,10 +134,12 @@ class MemoryStore:
             return run.snapshot()
 
     def restore(self, run_id: str, data: bytes) -> RunInfo:
-        run = MemoryRun.from_snapshot(run_id, data, self.retain_steps)
+        restored = Restored(data)
+        run = self._new(run_id, restored.config, restored.fingerprint)
+        run.engine.load(restored)
         with self._lock:
             self._runs[run_id] = run
-        return run.info()
+        return run.engine.info()
 
     def ping(self) -> None:
         """The embedded store is always reachable."""

@@ -10,12 +10,13 @@ from cdas.core.strategies import (
     prioritized,
     random_sampling,
 )
-from cdas.core.strategies.base import REGISTRY, Request, Strategy, build, normalized_params
+from cdas.core.strategies.base import REGISTRY, Request, Strategy, Update, build, normalized_params
 
 __all__ = [
     "REGISTRY",
     "Request",
     "Strategy",
+    "Update",
     "build",
     "cdas",
     "curriculum",

@@ -1,17 +1,18 @@
 """The strategy interface: what every sampling strategy implements, and the registry of them.
 
-A strategy decides which prompts go into a batch. It sees the run's shared state (``RunCore``: D, t,
-C, last pass rates, labels) and keeps its own structures (an ordered index, a pool, a sum tree,
-posteriors), which it rebuilds from the shared state or restores from a snapshot. Four hooks::
+A strategy decides which prompts go into a batch. It reads the run's shared state through a
+``RunView`` (size, competence, per-prompt D, t, last pass rate, labels) and keeps its own structures
+(an ordered index, a pool, a sum tree, float arrays), which it obtains by name from the run's space,
+so the same strategy code runs on every store. Hooks::
 
-    add(core, start, stop)      prompts [start, stop) were registered (D = 0, t = 0)
-    select(core, request)       the prompt indexes of a new batch (distinct, none excluded)
-    observe(core, update)       results were applied to the shared state
-    arrays() / restore(...)     its own state for snapshots
+    add(view, start, stop, labels)   prompts [start, stop) were registered (D = 0, t = 0)
+    select(view, request)            the prompt indexes of a new batch (distinct, none excluded)
+    observe(view, update)            results were applied to the shared state
+    dump() / load(view, core, own)   its own state for snapshots, and the rebuild from one
 
-plus ``check_request`` (reject an impossible request before anything changes) and ``check_labels``.
-A new strategy is one new module: subclass ``Strategy``, set ``name`` and ``params``, implement the
-hooks, and import the module in ``cdas.core.strategies``.
+plus ``check_request`` (reject an impossible request before anything changes) and
+``check_labels``. A new strategy is one new module: subclass ``Strategy``, set ``name`` and
+``params``, implement the hooks, and import the module in ``cdas.core.strategies``.
 """
 
 from __future__ import annotations
@@ -19,16 +20,20 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from cdas.core.errors import InvalidArgumentError
 from cdas.core.params import THRESHOLD, Param, normalize
-from cdas.core.state import RunCore, Update
+
+if TYPE_CHECKING:
+    from cdas.core.engine import RunView
+    from cdas.core.space import RunSpace
 
 IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
 Arrays = dict[str, npt.NDArray[Any]]
 
 
@@ -48,15 +53,30 @@ class Request:
     rng: np.random.Generator
 
 
+@dataclass(frozen=True, slots=True)
+class Update:
+    """What one application of results changed, handed to the strategy's ``observe``."""
+
+    idx: IntArray
+    old_d: FloatArray
+    new_d: FloatArray
+    old_t: npt.NDArray[np.int32]
+    new_t: npt.NDArray[np.int32]
+    pass_rate: FloatArray
+    total: IntArray
+    step: int
+
+
 class Strategy(ABC):
     """Base class of the sampling strategies; see the module docstring."""
 
     name: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
 
-    def __init__(self, params: dict[str, Any], seed: int) -> None:
+    def __init__(self, params: dict[str, Any], seed: int, space: RunSpace) -> None:
         self.config = params
         self.seed = seed
+        self.space = space
 
     @classmethod
     def declared(cls) -> tuple[Param, ...]:
@@ -64,30 +84,31 @@ class Strategy(ABC):
         return (*cls.params, THRESHOLD)
 
     def check_labels(
-        self, labels: npt.NDArray[np.float64] | None, count: int, id_of: Callable[[int], str]
+        self, labels: FloatArray | None, count: int, id_of: Callable[[int], str]
     ) -> None:
         """Reject ``count`` new prompts whose labels (NaN: none; None: no labels at all) the
         strategy cannot use, before they are added; ``id_of(k)`` names the k-th new prompt."""
 
-    def check_request(self, core: RunCore, step: int, round_: int, size: int) -> None:
+    def check_request(self, view: RunView, step: int, round_: int, size: int) -> None:
         """Reject a batch request the strategy cannot serve, before anything changes."""
 
     @abstractmethod
-    def add(self, core: RunCore, start: int, stop: int) -> None: ...
+    def add(self, view: RunView, start: int, stop: int, labels: FloatArray | None) -> None: ...
 
     @abstractmethod
-    def select(self, core: RunCore, request: Request) -> IntArray: ...
+    def select(self, view: RunView, request: Request) -> IntArray: ...
 
-    def observe(self, core: RunCore, update: Update) -> None:
+    def observe(self, view: RunView, update: Update) -> None:
         """React to applied results (default: nothing beyond the shared state)."""
 
-    def arrays(self) -> Arrays:
+    def dump(self) -> Arrays:
         """The strategy's own state for a snapshot (default: none; it is derived)."""
         return {}
 
-    def restore(self, core: RunCore, arrays: Arrays) -> None:
-        """Rebuild from the shared state and ``arrays()`` of a snapshot (default: re-add all)."""
-        self.add(core, 0, core.n)
+    def load(self, view: RunView, core: Arrays, own: Arrays) -> None:
+        """Rebuild in a fresh space from a snapshot: the shared arrays (``core``: d, t,
+        last_pass_rate, last_step, labels) and ``dump()``'s arrays (``own``)."""
+        self.add(view, 0, view.n, core.get("labels"))
 
 
 REGISTRY: dict[str, type[Strategy]] = {}
@@ -114,5 +135,5 @@ def normalized_params(name: str, params: Any) -> dict[str, Any]:
     return normalize(name, strategy_class(name).declared(), params)
 
 
-def build(name: str, params: dict[str, Any], seed: int) -> Strategy:
-    return strategy_class(name)(params, seed)
+def build(name: str, params: dict[str, Any], seed: int, space: RunSpace) -> Strategy:
+    return strategy_class(name)(params, seed, space)

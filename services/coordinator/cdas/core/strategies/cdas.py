@@ -16,16 +16,26 @@ Cost per step: O(B log N + B * cap) with the ordered index; the warm-up pool dra
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cdas.core.params import Param, boolean
 from cdas.core.randomness import tie_keys
-from cdas.core.state import RunCore, Update
-from cdas.core.strategies.base import Arrays, IntArray, Request, Strategy, register
-from cdas.core.structures.ordered import ComplexArray, OrderedIndex
-from cdas.core.structures.pool import UniformPool
+from cdas.core.strategies.base import (
+    Arrays,
+    FloatArray,
+    IntArray,
+    Request,
+    Strategy,
+    Update,
+    register,
+)
+from cdas.core.structures.ordered import ComplexArray
+
+if TYPE_CHECKING:
+    from cdas.core.engine import RunView
+    from cdas.core.space import RunSpace
 
 
 @register
@@ -41,23 +51,24 @@ class Cdas(Strategy):
         ),
     )
 
-    def __init__(self, params: dict[str, Any], seed: int) -> None:
-        super().__init__(params, seed)
-        self.index = OrderedIndex()
-        self.pool: UniformPool | None = UniformPool() if params["warmup"] else None
+    def __init__(self, params: dict[str, Any], seed: int, space: RunSpace) -> None:
+        super().__init__(params, seed, space)
+        self.index = space.ordered_index("cdas")
+        self.pool = space.pool("warmup") if params["warmup"] else None
 
     def keys(self, d: np.ndarray, idx: IntArray, t: np.ndarray) -> ComplexArray:
         """Index keys: difficulty, ties broken by the update's random key."""
         keys: ComplexArray = d + 1j * tie_keys(self.seed, idx, t)
         return keys
 
-    def add(self, core: RunCore, start: int, stop: int) -> None:
+    def add(self, view: RunView, start: int, stop: int, labels: FloatArray | None) -> None:
         idx = np.arange(start, stop, dtype=np.int64)
-        self.index.insert(idx, self.keys(core.d[idx], idx, core.t[idx]))
+        zero = np.zeros(idx.size)
+        self.index.insert(idx, self.keys(zero, idx, zero.astype(np.int32)))
         if self.pool is not None:
             self.pool.add(idx)
 
-    def select(self, core: RunCore, request: Request) -> IntArray:
+    def select(self, view: RunView, request: Request) -> IntArray:
         warm = np.zeros(0, dtype=np.int64)
         if self.pool is not None and self.pool.live:
             warm = self.pool.draw(request.size, request.rng, exclude=request.exclude)
@@ -65,10 +76,10 @@ class Cdas(Strategy):
         if rest == 0:
             return warm
         exclude = request.exclude if warm.size == 0 else np.concatenate([request.exclude, warm])
-        near = self.index.nearest(core.competence, rest // 2, rest - rest // 2, exclude)
+        near = self.index.nearest(view.competence, rest // 2, rest - rest // 2, exclude)
         return np.concatenate([warm, near])
 
-    def observe(self, core: RunCore, update: Update) -> None:
+    def observe(self, view: RunView, update: Update) -> None:
         idx = update.idx
         if self.pool is not None and self.pool.live:
             self.pool.discard(idx)
@@ -79,17 +90,15 @@ class Cdas(Strategy):
             self.keys(update.new_d, idx, update.new_t),
         )
 
-    def arrays(self) -> Arrays:
+    def dump(self) -> Arrays:
         return (
             {}
             if self.pool is None
             else {f"warmup_{k}": v for k, v in self.pool.to_arrays().items()}
         )
 
-    def restore(self, core: RunCore, arrays: Arrays) -> None:
-        idx = np.arange(core.n, dtype=np.int64)
-        self.index.insert(idx, self.keys(core.d, idx, core.t))
+    def load(self, view: RunView, core: Arrays, own: Arrays) -> None:
+        idx = np.arange(view.n, dtype=np.int64)
+        self.index.insert(idx, self.keys(core["d"], idx, core["t"]))
         if self.pool is not None:
-            self.pool = UniformPool.from_arrays(
-                {"items": arrays["warmup_items"], "counters": arrays["warmup_counters"]}, core.n
-            )
+            self.pool.load({"items": own["warmup_items"], "counters": own["warmup_counters"]})

@@ -17,16 +17,18 @@ draw (exactly uniform over the union). O(B + L) per step for L distinct labels.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cdas.core.errors import InvalidArgumentError
 from cdas.core.params import Param
-from cdas.core.state import RunCore
-from cdas.core.strategies.base import Arrays, IntArray, Request, Strategy, register
-from cdas.core.structures.pool import UniformPool
+from cdas.core.strategies.base import Arrays, FloatArray, IntArray, Request, Strategy, register
 from cdas.core.validate import check_number, check_step, describe
+
+if TYPE_CHECKING:
+    from cdas.core.engine import RunView
+    from cdas.core.space import PoolLike, RunSpace
 
 MAX_LABELS = 4096
 """Distinct label values a curriculum run may hold (labels are levels, not scores)."""
@@ -106,10 +108,17 @@ class Curriculum(Strategy):
         ),
     )
 
-    def __init__(self, params: dict[str, Any], seed: int) -> None:
-        super().__init__(params, seed)
+    def __init__(self, params: dict[str, Any], seed: int, space: RunSpace) -> None:
+        super().__init__(params, seed, space)
         self.stages: list[dict[str, Any]] = params["schedule"]
-        self.pools: dict[float, UniformPool] = {}
+
+    @staticmethod
+    def pool_name(label: float) -> str:
+        return f"label:{float(label).hex()}"
+
+    def labels_known(self) -> list[float]:
+        """The distinct labels of the run's prompts, ascending."""
+        return sorted(float.fromhex(name[6:]) for name in self.space.pool_names("label:"))
 
     def check_labels(
         self, labels: np.ndarray | None, count: int, id_of: Callable[[int], str]
@@ -124,7 +133,7 @@ class Curriculum(Strategy):
                 value=first,
             )
         assert labels is not None
-        distinct = set(self.pools) | set(np.unique(labels).tolist())
+        distinct = set(self.labels_known()) | set(np.unique(labels).tolist())
         if len(distinct) > MAX_LABELS:
             raise InvalidArgumentError(
                 f"{len(distinct)} distinct labels; the curriculum strategy takes at most "
@@ -139,16 +148,19 @@ class Curriculum(Strategy):
                 return stage
         return self.stages[-1]
 
-    def admitted(self, step: int) -> list[float]:
-        """The label values the schedule admits at ``step``, ascending."""
+    def admitted(self, step: int) -> list[PoolLike]:
+        """The pools of the labels the schedule admits at ``step``, by ascending label."""
         stage = self.stage(step)
         low = -np.inf if stage["min_label"] is None else stage["min_label"]
         high = np.inf if stage["max_label"] is None else stage["max_label"]
-        return [label for label in sorted(self.pools) if low <= label <= high]
+        return [
+            self.space.pool(self.pool_name(label))
+            for label in self.labels_known()
+            if low <= label <= high
+        ]
 
-    def check_request(self, core: RunCore, step: int, round_: int, size: int) -> None:
-        labels = self.admitted(step)
-        have = sum(self.pools[label].size for label in labels)
+    def check_request(self, view: RunView, step: int, round_: int, size: int) -> None:
+        have = sum(pool.size for pool in self.admitted(step))
         if size > have:
             stage = self.stage(step)
             raise InvalidArgumentError(
@@ -158,20 +170,17 @@ class Curriculum(Strategy):
                 value=size,
             )
 
-    def add(self, core: RunCore, start: int, stop: int) -> None:
-        labels = core.labels
+    def add(self, view: RunView, start: int, stop: int, labels: FloatArray | None) -> None:
         assert labels is not None
         idx = np.arange(start, stop, dtype=np.int64)
-        values = labels[start:stop]
-        order = np.argsort(values, kind="stable")
-        cuts = np.flatnonzero(np.diff(values[order])) + 1
+        order = np.argsort(labels, kind="stable")
+        cuts = np.flatnonzero(np.diff(labels[order])) + 1
         for group in np.split(order, cuts):
             if group.size:
-                label = float(values[group[0]])
-                self.pools.setdefault(label, UniformPool()).add(idx[group])
+                self.space.pool(self.pool_name(float(labels[group[0]]))).add(idx[group])
 
-    def select(self, core: RunCore, request: Request) -> IntArray:
-        pools = [self.pools[label] for label in self.admitted(request.step)]
+    def select(self, view: RunView, request: Request) -> IntArray:
+        pools = self.admitted(request.step)
         exclude, rng = request.exclude, request.rng
         available = np.array([p.available(exclude) for p in pools], dtype=np.int64)
         parts: list[IntArray] = []
@@ -189,17 +198,16 @@ class Curriculum(Strategy):
         parts += [p.draw(int(c), rng, exclude=exclude) for p, c in zip(pools, counts, strict=True)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
-    def arrays(self) -> Arrays:
-        out: Arrays = {"pool_labels": np.array(sorted(self.pools), dtype=np.float64)}
-        for pos, label in enumerate(sorted(self.pools)):
-            for key, value in self.pools[label].to_arrays().items():
+    def dump(self) -> Arrays:
+        labels = self.labels_known()
+        out: Arrays = {"pool_labels": np.array(labels, dtype=np.float64)}
+        for pos, label in enumerate(labels):
+            for key, value in self.space.pool(self.pool_name(label)).to_arrays().items():
                 out[f"pool{pos}_{key}"] = value
         return out
 
-    def restore(self, core: RunCore, arrays: Arrays) -> None:
-        self.pools = {}
-        for pos, label in enumerate(arrays["pool_labels"].tolist()):
-            self.pools[float(label)] = UniformPool.from_arrays(
-                {"items": arrays[f"pool{pos}_items"], "counters": arrays[f"pool{pos}_counters"]},
-                core.n,
+    def load(self, view: RunView, core: Arrays, own: Arrays) -> None:
+        for pos, label in enumerate(own["pool_labels"].tolist()):
+            self.space.pool(self.pool_name(label)).load(
+                {"items": own[f"pool{pos}_items"], "counters": own[f"pool{pos}_counters"]}
             )

@@ -9,11 +9,15 @@ since that cost is what dynamic sampling is compared on. ``max_rounds`` (DAPO: 1
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cdas.core.errors import InvalidArgumentError
 from cdas.core.params import Param, integer
-from cdas.core.state import RunCore
 from cdas.core.strategies.base import register
 from cdas.core.strategies.random_sampling import RandomSampling
+
+if TYPE_CHECKING:
+    from cdas.core.engine import RunView
 
 
 @register
@@ -21,7 +25,7 @@ class DynamicSampling(RandomSampling):
     name = "dynamic"
     params = (Param("max_rounds", 10, integer(1, 1000), "rounds allowed per step (DAPO: 10)"),)
 
-    def check_request(self, core: RunCore, step: int, round_: int, size: int) -> None:
+    def check_request(self, view: RunView, step: int, round_: int, size: int) -> None:
         limit = int(self.config["max_rounds"])
         if round_ >= limit:
             raise InvalidArgumentError(

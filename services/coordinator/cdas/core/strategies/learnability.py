@@ -12,13 +12,17 @@ step.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from cdas.core.params import Param, integer
 from cdas.core.randomness import tie_keys
-from cdas.core.state import RunCore
 from cdas.core.strategies.base import IntArray, Request, register
 from cdas.core.strategies.pooled import PooledStrategy
+
+if TYPE_CHECKING:
+    from cdas.core.engine import RunView
 
 
 @register
@@ -26,9 +30,9 @@ class Learnability(PooledStrategy):
     name = "learnability"
     params = (Param("candidates", 4, integer(1, 1024), "candidate pool size, in multiples of B"),)
 
-    def select(self, core: RunCore, request: Request) -> IntArray:
-        cand = self.candidates(core, request, int(self.config["candidates"]))
-        p = core.last_pass_rate[cand]
-        p = np.where(np.isnan(p), 0.5, p)
-        order = np.lexsort((tie_keys(self.seed, cand, core.t[cand]), -(p * (1.0 - p))))
+    def select(self, view: RunView, request: Request) -> IntArray:
+        cand = self.candidates(view, request, int(self.config["candidates"]))
+        rows = view.rows(cand)
+        p = np.where(np.isnan(rows.last_pass_rate), 0.5, rows.last_pass_rate)
+        order = np.lexsort((tie_keys(self.seed, cand, rows.t), -(p * (1.0 - p))))
         return cand[order[: request.size]]

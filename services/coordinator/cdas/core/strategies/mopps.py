@@ -14,14 +14,17 @@ theta is closest to ``target`` (default 0.5). O(candidates * B) per step.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cdas.core.params import Param, integer, number
-from cdas.core.state import RunCore, Update, grow_array
-from cdas.core.strategies.base import Arrays, IntArray, Request, register
+from cdas.core.strategies.base import Arrays, FloatArray, IntArray, Request, Update, register
 from cdas.core.strategies.pooled import PooledStrategy
+
+if TYPE_CHECKING:
+    from cdas.core.engine import RunView
+    from cdas.core.space import RunSpace
 
 
 @register
@@ -35,42 +38,35 @@ class Mopps(PooledStrategy):
         Param("candidates", 16, integer(1, 1024), "candidate pool size, in multiples of B"),
     )
 
-    def __init__(self, params: dict[str, Any], seed: int) -> None:
-        super().__init__(params, seed)
-        self.alpha = np.zeros(0, dtype=np.float64)
-        self.beta = np.zeros(0, dtype=np.float64)
+    def __init__(self, params: dict[str, Any], seed: int, space: RunSpace) -> None:
+        super().__init__(params, seed, space)
+        self.alpha = space.float_array("alpha")
+        self.beta = space.float_array("beta")
 
-    def add(self, core: RunCore, start: int, stop: int) -> None:
-        self.alpha = grow_array(self.alpha, stop, 0.0)
-        self.beta = grow_array(self.beta, stop, 0.0)
-        self.alpha[start:stop] = self.config["prior_alpha"]
-        self.beta[start:stop] = self.config["prior_beta"]
-        super().add(core, start, stop)
+    def add(self, view: RunView, start: int, stop: int, labels: FloatArray | None) -> None:
+        self.alpha.append(np.full(stop - start, float(self.config["prior_alpha"])))
+        self.beta.append(np.full(stop - start, float(self.config["prior_beta"])))
+        super().add(view, start, stop, labels)
 
-    def select(self, core: RunCore, request: Request) -> IntArray:
-        cand = self.candidates(core, request, int(self.config["candidates"]))
-        theta = request.rng.beta(self.alpha[cand], self.beta[cand])
+    def select(self, view: RunView, request: Request) -> IntArray:
+        cand = self.candidates(view, request, int(self.config["candidates"]))
+        theta = request.rng.beta(self.alpha.get(cand), self.beta.get(cand))
         order = np.argsort(np.abs(theta - self.config["target"]), kind="stable")
         return cand[order[: request.size]]
 
-    def observe(self, core: RunCore, update: Update) -> None:
+    def observe(self, view: RunView, update: Update) -> None:
         lam = float(self.config["decay"])
         k = update.pass_rate * update.total
         idx = update.idx
-        self.alpha[idx] = lam * self.alpha[idx] + (1 - lam) * self.config["prior_alpha"] + k
-        self.beta[idx] = (
-            lam * self.beta[idx] + (1 - lam) * self.config["prior_beta"] + (update.total - k)
-        )
+        alpha = lam * self.alpha.get(idx) + (1 - lam) * self.config["prior_alpha"] + k
+        beta = lam * self.beta.get(idx) + (1 - lam) * self.config["prior_beta"] + (update.total - k)
+        self.alpha.set(idx, alpha)
+        self.beta.set(idx, beta)
 
-    def arrays(self) -> Arrays:
-        n = self.pool.size
-        return {
-            "alpha": self.alpha[:n].copy(),
-            "beta": self.beta[:n].copy(),
-            **super().arrays(),
-        }
+    def dump(self) -> Arrays:
+        return {"alpha": self.alpha.dump(), "beta": self.beta.dump(), **super().dump()}
 
-    def restore(self, core: RunCore, arrays: Arrays) -> None:
-        self.alpha = np.asarray(arrays["alpha"], dtype=np.float64).copy()
-        self.beta = np.asarray(arrays["beta"], dtype=np.float64).copy()
-        super().restore(core, arrays)
+    def load(self, view: RunView, core: Arrays, own: Arrays) -> None:
+        self.alpha.append(np.asarray(own["alpha"], dtype=np.float64))
+        self.beta.append(np.asarray(own["beta"], dtype=np.float64))
+        super().load(view, core, own)

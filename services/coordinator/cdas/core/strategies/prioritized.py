@@ -7,36 +7,45 @@ prompt with a positive weight is left. A sum tree makes a step O(B log N).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cdas.core.state import FloatArray, RunCore, Update
-from cdas.core.strategies.base import Arrays, IntArray, Request, Strategy, register
-from cdas.core.structures.sumtree import SumTree
+from cdas.core.strategies.base import (
+    Arrays,
+    FloatArray,
+    IntArray,
+    Request,
+    Strategy,
+    Update,
+    register,
+)
+
+if TYPE_CHECKING:
+    from cdas.core.engine import RunView
+    from cdas.core.space import RunSpace
 
 
 @register
 class Prioritized(Strategy):
     name = "prioritized"
 
-    def __init__(self, params: dict[str, Any], seed: int) -> None:
-        super().__init__(params, seed)
-        self.tree = SumTree()
+    def __init__(self, params: dict[str, Any], seed: int, space: RunSpace) -> None:
+        super().__init__(params, seed, space)
+        self.tree = space.sum_tree("weights")
 
     def weights(self, last_pass_rate: FloatArray) -> FloatArray:
         """1 - s, with s = 0 for prompts without results (NaN)."""
         return np.where(np.isnan(last_pass_rate), 1.0, 1.0 - last_pass_rate)
 
-    def add(self, core: RunCore, start: int, stop: int) -> None:
-        self.tree.grow(stop - start, self.weights(core.last_pass_rate[start:stop]))
+    def add(self, view: RunView, start: int, stop: int, labels: FloatArray | None) -> None:
+        self.tree.grow(stop - start, np.ones(stop - start))
 
-    def select(self, core: RunCore, request: Request) -> IntArray:
+    def select(self, view: RunView, request: Request) -> IntArray:
         return self.tree.sample(request.size, request.rng, exclude=request.exclude)
 
-    def observe(self, core: RunCore, update: Update) -> None:
+    def observe(self, view: RunView, update: Update) -> None:
         self.tree.set(update.idx, self.weights(update.pass_rate))
 
-    def restore(self, core: RunCore, arrays: Arrays) -> None:
-        self.tree = SumTree()
-        self.add(core, 0, core.n)
+    def load(self, view: RunView, core: Arrays, own: Arrays) -> None:
+        self.tree.grow(view.n, self.weights(np.asarray(core["last_pass_rate"], dtype=np.float64)))

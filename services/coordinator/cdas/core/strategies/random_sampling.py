@@ -6,14 +6,18 @@ the rest of the epoch and starts the next one, never repeating a prompt within t
 
 from __future__ import annotations
 
-from cdas.core.state import RunCore
+from typing import TYPE_CHECKING
+
 from cdas.core.strategies.base import IntArray, Request, register
 from cdas.core.strategies.pooled import PooledStrategy
+
+if TYPE_CHECKING:
+    from cdas.core.engine import RunView
 
 
 @register
 class RandomSampling(PooledStrategy):
     name = "random"
 
-    def select(self, core: RunCore, request: Request) -> IntArray:
+    def select(self, view: RunView, request: Request) -> IntArray:
         return self.pool.draw(request.size, request.rng, exclude=request.exclude, epochs=True)

@@ -185,13 +185,11 @@ class UniformPool:
             "counters": np.array([self._live, self.epoch], dtype=np.int64),
         }
 
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, npt.NDArray[np.int64]], capacity: int) -> UniformPool:
-        out = cls()
-        items = arrays["items"]
-        out._items = items.astype(np.int32)
-        out._pos = np.full(capacity, -1, dtype=np.int32)
-        out._pos[items] = np.arange(items.size, dtype=np.int32)
-        out._size = int(items.size)
-        out._live, out.epoch = (int(v) for v in arrays["counters"])
-        return out
+    def load(self, arrays: dict[str, npt.NDArray[np.int64]]) -> None:
+        """Take the layout and counters of ``to_arrays`` (a restore)."""
+        items = np.asarray(arrays["items"], dtype=np.int64)
+        self._items = items.astype(np.int32)
+        self._pos = np.full(int(items.max()) + 1 if items.size else 0, -1, dtype=np.int32)
+        self._pos[items] = np.arange(items.size, dtype=np.int32)
+        self._size = int(items.size)
+        self._live, self.epoch = (int(v) for v in arrays["counters"])
