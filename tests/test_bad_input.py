@@ -277,3 +277,23 @@ def test_steps_older_than_the_retained_window_are_a_conflict() -> None:
         coord.next_batch("r", 1, 2)
     with pytest.raises(cdas.ConflictError, match="step 0 is older"):
         coord.report_results("r", 0, [{"prompt_id": "1", "correct": 1, "total": 2}])
+
+
+def test_curriculum_rounds_cannot_exceed_the_admitted_prompts_not_yet_issued() -> None:
+    coord = cdas.Coordinator(cdas.MemoryStore())
+    labels = {str(i): i % 5 + 1 for i in range(30)}
+    coord.put_run(
+        "c",
+        strategy="curriculum",
+        params={"schedule": [{"min_label": 2}]},
+        prompts=30,
+        labels=labels,
+    )
+    coord.next_batch("c", 0, 15)  # 24 admitted (labels 2-5)
+    before = logical_state(coord, "c")
+    with pytest.raises(
+        cdas.InvalidArgumentError, match="exceeds the 9 prompts the curriculum admits"
+    ):
+        coord.next_batch("c", 0, 10, round=1)
+    assert_same_state(logical_state(coord, "c"), before)
+    assert len(coord.next_batch("c", 0, 9, round=1).prompt_ids) == 9

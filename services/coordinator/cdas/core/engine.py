@@ -172,7 +172,7 @@ class RunEngine:
                 field="size",
                 value=size,
             )
-        self.strategy.check_request(self.view, step, round_, size)
+        self.strategy.check_request(self.view, step, round_, size, exclude)
         rng = generator(self.space.config.seed, step, round_)
         idx = self.strategy.select(self.view, Request(step, round_, size, exclude, rng))
         if idx.size != size:

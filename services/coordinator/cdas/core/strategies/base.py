@@ -89,8 +89,11 @@ class Strategy(ABC):
         """Reject ``count`` new prompts whose labels (NaN: none; None: no labels at all) the
         strategy cannot use, before they are added; ``id_of(k)`` names the k-th new prompt."""
 
-    def check_request(self, view: RunView, step: int, round_: int, size: int) -> None:
-        """Reject a batch request the strategy cannot serve, before anything changes."""
+    def check_request(
+        self, view: RunView, step: int, round_: int, size: int, exclude: IntArray
+    ) -> None:
+        """Reject a batch request the strategy cannot serve, before anything changes
+        (``exclude``: the prompts issued in the step's earlier rounds)."""
 
     @abstractmethod
     def add(self, view: RunView, start: int, stop: int, labels: FloatArray | None) -> None: ...

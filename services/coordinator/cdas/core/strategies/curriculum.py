@@ -148,24 +148,37 @@ class Curriculum(Strategy):
                 return stage
         return self.stages[-1]
 
-    def admitted(self, step: int) -> list[PoolLike]:
-        """The pools of the labels the schedule admits at ``step``, by ascending label."""
+    def bounds(self, step: int) -> tuple[float, float]:
+        """The label range the schedule admits at ``step``."""
         stage = self.stage(step)
         low = -np.inf if stage["min_label"] is None else stage["min_label"]
         high = np.inf if stage["max_label"] is None else stage["max_label"]
+        return low, high
+
+    def admitted(self, step: int) -> list[PoolLike]:
+        """The pools of the labels the schedule admits at ``step``, by ascending label."""
+        low, high = self.bounds(step)
         return [
             self.space.pool(self.pool_name(label))
             for label in self.labels_known()
             if low <= label <= high
         ]
 
-    def check_request(self, view: RunView, step: int, round_: int, size: int) -> None:
+    def check_request(
+        self, view: RunView, step: int, round_: int, size: int, exclude: IntArray
+    ) -> None:
         have = sum(pool.size for pool in self.admitted(step))
+        if exclude.size:
+            low, high = self.bounds(step)
+            labels = view.labels(exclude)
+            assert labels is not None
+            have -= int(((labels >= low) & (labels <= high)).sum())
         if size > have:
             stage = self.stage(step)
             raise InvalidArgumentError(
                 f"batch size {size} exceeds the {have} prompts the curriculum admits at step "
-                f"{step} (labels in [{stage['min_label']}, {stage['max_label']}])",
+                f"{step} and has not issued in it (labels in [{stage['min_label']}, "
+                f"{stage['max_label']}])",
                 field="size",
                 value=size,
             )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from cdas.core.errors import InvalidArgumentError
 from cdas.core.params import Param, integer
-from cdas.core.strategies.base import register
+from cdas.core.strategies.base import IntArray, register
 from cdas.core.strategies.random_sampling import RandomSampling
 
 if TYPE_CHECKING:
@@ -25,7 +25,9 @@ class DynamicSampling(RandomSampling):
     name = "dynamic"
     params = (Param("max_rounds", 10, integer(1, 1000), "rounds allowed per step (DAPO: 10)"),)
 
-    def check_request(self, view: RunView, step: int, round_: int, size: int) -> None:
+    def check_request(
+        self, view: RunView, step: int, round_: int, size: int, exclude: IntArray
+    ) -> None:
         limit = int(self.config["max_rounds"])
         if round_ >= limit:
             raise InvalidArgumentError(

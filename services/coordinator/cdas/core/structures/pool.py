@@ -1,10 +1,15 @@
 """Uniform sampling without replacement, with epochs, in O(k) per draw of k.
 
 Layout (a partial Fisher-Yates shuffle that is never completed): ``items[:live]`` are the members
-not yet drawn in this epoch, ``items[live:]`` those already drawn; ``pos[idx]`` is where prompt idx
-sits. A draw of k picks k distinct positions uniformly in [0, live) and swaps them to the end of the
-live region; a new epoch is ``live = size`` (O(1)). Every k-subset of the live members is equally
-likely, and the result depends only on the layout and the random stream, both reproducible.
+not yet drawn in this epoch, ``items[live:size]`` those already drawn; ``pos[idx]`` is where prompt
+idx sits (-1: not a member). A draw of k picks k distinct positions uniformly in [0, live) and swaps
+them to the end of the live region; a new epoch is ``live = size`` (O(1)). Every k-subset of the
+live members is equally likely, and the result depends only on the layout and the random stream,
+both reproducible.
+
+The state is two slot arrays (``cdas.core.structures.slots``) and three counters, so the same
+algorithm runs on numpy arrays and on Redis strings; each phase announces the slots it will read
+(``fetch``) before reading them, which lets the Redis store serve a phase in one round trip.
 
 Used by random sampling (epochs), CDAS's warm-up (one epoch), dynamic sampling, curriculum levels
 and the candidate pools of MoPPS and learnability.
@@ -16,19 +21,27 @@ import numpy as np
 import numpy.typing as npt
 
 from cdas.core.arrays import first_occurrences, unique_sorted
+from cdas.core.structures.slots import NumpySlots, Slots
 
 IntArray = npt.NDArray[np.int64]
+
+
+def _span(start: int, stop: int) -> IntArray:
+    return np.arange(start, max(start, stop), dtype=np.int64)
 
 
 class UniformPool:
     """A set of prompt indexes to draw from uniformly without replacement; see the module doc."""
 
-    def __init__(self) -> None:
-        self._items = np.zeros(0, dtype=np.int32)
-        self._pos = np.zeros(0, dtype=np.int32)  # indexed by prompt idx; -1: not a member
-        self._size = 0
-        self._live = 0
-        self.epoch = 0
+    def __init__(
+        self,
+        items: Slots | None = None,
+        pos: Slots | None = None,
+        counters: tuple[int, int, int] = (0, 0, 0),
+    ) -> None:
+        self._items = items if items is not None else NumpySlots(np.int32)
+        self._pos = pos if pos is not None else NumpySlots(np.int32, fill=-1)
+        self._size, self._live, self.epoch = counters
 
     @property
     def size(self) -> int:
@@ -39,8 +52,10 @@ class UniformPool:
         """Members not yet drawn in the current epoch."""
         return self._live
 
-    def __contains__(self, idx: int) -> bool:
-        return idx < self._pos.size and self._pos[idx] >= 0
+    @property
+    def counters(self) -> tuple[int, int, int]:
+        """(size, live, epoch): the scalar state beside the two slot arrays."""
+        return self._size, self._live, self.epoch
 
     # ------------------------------------------------------------------ membership
     def add(self, idx: IntArray) -> None:
@@ -48,26 +63,18 @@ class UniformPool:
         m = idx.size
         if m == 0:
             return
-        need = int(idx.max()) + 1
-        if need > self._pos.size:
-            grown = np.full(max(need, 2 * self._pos.size), -1, dtype=np.int32)
-            grown[: self._pos.size] = self._pos
-            self._pos = grown
-        if self._size + m > self._items.size:
-            grown_items = np.zeros(max(self._size + m, 2 * self._items.size), dtype=np.int32)
-            grown_items[: self._size] = self._items[: self._size]
-            self._items = grown_items
         # Move up to m drawn members from the front of the drawn region to the end, then put the
         # new members right after the live region.
-        drawn = self._size - self._live
-        moved = min(drawn, m)
-        src = np.arange(self._live, self._live + moved)
-        dst = np.arange(self._size + m - moved, self._size + m)
-        self._items[dst] = self._items[src]
-        self._pos[self._items[dst]] = dst
-        slots = np.arange(self._live, self._live + m)
-        self._items[slots] = idx
-        self._pos[idx] = slots
+        moved = min(self._size - self._live, m)
+        src = _span(self._live, self._live + moved)
+        dst = _span(self._size + m - moved, self._size + m)
+        self._items.fetch(src)
+        shifted = self._items.get(src).astype(np.int64)
+        self._items.set(dst, shifted)
+        self._pos.set(shifted, dst)
+        slots = _span(self._live, self._live + m)
+        self._items.set(slots, idx)
+        self._pos.set(idx, slots)
         self._size += m
         self._live += m
 
@@ -82,19 +89,22 @@ class UniformPool:
 
     # ------------------------------------------------------------------ drawing
     def _to_tail(self, positions: IntArray, end: int) -> None:
-        """Swap the distinct ``positions`` (all < end) to [end - k, end), keeping the rest."""
+        """Swap the distinct ``positions`` (all < end) to [end - k, end), keeping the rest.
+        The caller has fetched ``positions`` and the tail [end - k, end)."""
         k = positions.size
         if k == 0:
             return
         tail_start = end - k
         outside = positions[positions < tail_start]
         if outside.size:
-            tail = np.arange(tail_start, end)
+            tail = _span(tail_start, end)
             free = tail[~np.isin(tail, positions, assume_unique=True)]
-            a, b = self._items[outside].copy(), self._items[free].copy()
-            self._items[outside], self._items[free] = b, a
-            self._pos[b] = outside
-            self._pos[a] = free
+            a = self._items.get(outside).astype(np.int64)
+            b = self._items.get(free).astype(np.int64)
+            self._items.set(outside, b)
+            self._items.set(free, a)
+            self._pos.set(b, outside)
+            self._pos.set(a, free)
 
     def _positions(self, k: int, live: int, rng: np.random.Generator) -> IntArray:
         """k distinct positions, uniform over [0, live), in random order. Expected O(k)."""
@@ -130,21 +140,25 @@ class UniformPool:
             out = np.concatenate([out, more])
         return out
 
+    def _live_positions(self, idx: IntArray) -> IntArray:
+        """Distinct positions of the live members among ``idx``, ascending."""
+        members = idx[idx >= 0]
+        self._pos.fetch(members)
+        positions = self._pos.get(members).astype(np.int64)
+        return unique_sorted(positions[(positions >= 0) & (positions < self._live)])
+
     def available(self, exclude: IntArray | None = None) -> int:
         """Live members that are not in ``exclude``. O(len(exclude))."""
         if exclude is None or exclude.size == 0:
             return self._live
-        members = exclude[exclude < self._pos.size]
-        positions = self._pos[members]
-        return self._live - int(
-            unique_sorted(positions[(positions >= 0) & (positions < self._live)]).size
-        )
+        return self._live - int(self._live_positions(exclude).size)
 
     def _draw_live(self, k: int, rng: np.random.Generator) -> IntArray:
         if k == 0:
             return np.zeros(0, dtype=np.int64)
         positions = self._positions(k, self._live, rng)
-        out = self._items[positions].astype(np.int64)
+        self._items.fetch(np.concatenate([positions, _span(self._live - k, self._live)]))
+        out = self._items.get(positions).astype(np.int64)
         self._to_tail(positions, self._live)
         self._live -= k
         return out
@@ -156,9 +170,9 @@ class UniformPool:
         """
         if exclude is None or exclude.size == 0:
             return 0, self._live
-        members = exclude[exclude < self._pos.size]
-        positions = self._pos[members].astype(np.int64)
-        positions = unique_sorted(positions[(positions >= 0) & (positions < self._live)])
+        self._items.fetch(_span(max(0, self._live - exclude.size), self._live))  # tail it may use
+        positions = self._live_positions(exclude)
+        self._items.fetch(positions)
         self._to_tail(positions, self._live)
         self._live -= positions.size
         return int(positions.size), self._live
@@ -170,26 +184,28 @@ class UniformPool:
         if held == 0:
             return
         drawn = mark - self._live
-        start = self._live
-        segment = self._items[start : start + drawn + held].copy()
+        span = _span(self._live, self._live + drawn + held)
+        self._items.fetch(span)
+        segment = self._items.get(span).astype(np.int64)
         rotated = np.concatenate([segment[drawn:], segment[:drawn]])
-        self._items[start : start + drawn + held] = rotated
-        self._pos[rotated] = np.arange(start, start + drawn + held, dtype=np.int32)
+        self._items.set(span, rotated)
+        self._pos.set(rotated, span)
         self._live += held
 
     # ------------------------------------------------------------------ snapshot
-    def to_arrays(self) -> dict[str, npt.NDArray[np.int64]]:
+    def to_arrays(self) -> dict[str, IntArray]:
         """The layout (members in order) and the counters: everything a restore needs."""
         return {
-            "items": self._items[: self._size].astype(np.int64),
+            "items": self._items.dump(self._size).astype(np.int64),
             "counters": np.array([self._live, self.epoch], dtype=np.int64),
         }
 
     def load(self, arrays: dict[str, npt.NDArray[np.int64]]) -> None:
         """Take the layout and counters of ``to_arrays`` (a restore)."""
         items = np.asarray(arrays["items"], dtype=np.int64)
-        self._items = items.astype(np.int32)
-        self._pos = np.full(int(items.max()) + 1 if items.size else 0, -1, dtype=np.int32)
-        self._pos[items] = np.arange(items.size, dtype=np.int32)
+        self._items.load(items.astype(np.int32))
+        pos = np.full(int(items.max()) + 1 if items.size else 0, -1, dtype=np.int32)
+        pos[items] = np.arange(items.size, dtype=np.int32)
+        self._pos.load(pos)
         self._size = int(items.size)
         self._live, self.epoch = (int(v) for v in arrays["counters"])
