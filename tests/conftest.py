@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,12 +12,47 @@ import pytest
 
 import cdas
 from cdas.core import snapshot as snapshot_format
+from tests.redis_servers import RedisServer
+
+StoreFactory = Callable[..., cdas.Store]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session (each test gets its own databases)."""
+    server = RedisServer(Path(tmp_path_factory.mktemp("redis"))).start()
+    yield server
+    server.stop()
+
+
+_databases = itertools.cycle(range(1, 16))
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_store(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """Fresh, empty stores of one kind: the contract tests run on every store."""
+    if request.param == "memory":
+        yield cdas.MemoryStore
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    made: list[cdas.RedisStore] = []
+
+    def make(**options: Any) -> cdas.Store:
+        store = cdas.RedisStore(f"redis://127.0.0.1:{server.port}/{next(_databases)}", **options)
+        store.client.flushdb()
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.client.flushdb()
+        store.close()
 
 
 @pytest.fixture
-def coord() -> cdas.Coordinator:
-    """A coordinator on a fresh embedded store."""
-    return cdas.Coordinator(cdas.MemoryStore())
+def coord(make_store: StoreFactory) -> cdas.Coordinator:
+    """A coordinator on a fresh store (memory and Redis)."""
+    return cdas.Coordinator(make_store())
 
 
 def logical_state(coord: cdas.Coordinator, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 
 import cdas
-from tests.conftest import assert_same_state, logical_state
+from tests.conftest import StoreFactory, assert_same_state, logical_state
 
 
 @pytest.fixture
-def seeded() -> cdas.Coordinator:
-    coord = cdas.Coordinator(cdas.MemoryStore())
+def seeded(coord: cdas.Coordinator) -> cdas.Coordinator:
     coord.put_run("r", prompts=20, seed=1)
     batch = coord.next_batch("r", 1, 4)
     coord.report_results(
@@ -246,8 +245,7 @@ def test_bad_input_is_rejected_and_changes_nothing(
     assert_same_state(logical_state(seeded, "r"), before)
 
 
-def test_dynamic_rounds_beyond_max_rounds_are_rejected() -> None:
-    coord = cdas.Coordinator(cdas.MemoryStore())
+def test_dynamic_rounds_beyond_max_rounds_are_rejected(coord: cdas.Coordinator) -> None:
     coord.put_run("d", strategy="dynamic", params={"max_rounds": 2}, prompts=30)
     coord.next_batch("d", 0, 5, round=0)
     coord.next_batch("d", 0, 5, round=1)
@@ -257,8 +255,9 @@ def test_dynamic_rounds_beyond_max_rounds_are_rejected() -> None:
     assert_same_state(logical_state(coord, "d"), before)
 
 
-def test_a_step_never_repeats_a_prompt_so_rounds_cannot_exceed_the_run() -> None:
-    coord = cdas.Coordinator(cdas.MemoryStore())
+def test_a_step_never_repeats_a_prompt_so_rounds_cannot_exceed_the_run(
+    coord: cdas.Coordinator,
+) -> None:
     coord.put_run("d", strategy="dynamic", prompts=10)
     coord.next_batch("d", 0, 8)
     with pytest.raises(
@@ -267,8 +266,8 @@ def test_a_step_never_repeats_a_prompt_so_rounds_cannot_exceed_the_run() -> None
         coord.next_batch("d", 0, 3, round=1)
 
 
-def test_steps_older_than_the_retained_window_are_a_conflict() -> None:
-    coord = cdas.Coordinator(cdas.MemoryStore(retain_steps=3))
+def test_steps_older_than_the_retained_window_are_a_conflict(make_store: StoreFactory) -> None:
+    coord = cdas.Coordinator(make_store(retain_steps=3))
     coord.put_run("r", prompts=10)
     for step in range(5):
         coord.next_batch("r", step, 2)
@@ -279,8 +278,9 @@ def test_steps_older_than_the_retained_window_are_a_conflict() -> None:
         coord.report_results("r", 0, [{"prompt_id": "1", "correct": 1, "total": 2}])
 
 
-def test_curriculum_rounds_cannot_exceed_the_admitted_prompts_not_yet_issued() -> None:
-    coord = cdas.Coordinator(cdas.MemoryStore())
+def test_curriculum_rounds_cannot_exceed_the_admitted_prompts_not_yet_issued(
+    coord: cdas.Coordinator,
+) -> None:
     labels = {str(i): i % 5 + 1 for i in range(30)}
     coord.put_run(
         "c",

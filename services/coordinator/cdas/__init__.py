@@ -23,7 +23,7 @@ from cdas.core.errors import (
 from cdas.core.results import Result
 from cdas.core.strategies import REGISTRY as STRATEGIES
 from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState, StepSummary
-from cdas.store import MemoryStore, Store
+from cdas.store import MemoryStore, RedisStore, Store
 
 __version__ = "0.1.0"
 
@@ -38,6 +38,7 @@ __all__ = [
     "NotFoundError",
     "PromptInfo",
     "PromptNotFoundError",
+    "RedisStore",
     "ReportOutcome",
     "Result",
     "RunInfo",

@@ -25,9 +25,14 @@ from cdas.core.validate import check_prompt_id, describe
 IndexArray = npt.NDArray[np.int64]
 
 
-def _canonical_int(prompt_id: str) -> int:
+def canonical_int(prompt_id: str) -> int:
     """The integer an id spells in canonical decimal ("0", "17"; not "017", "+1", " 1"), or -1."""
-    if prompt_id.isascii() and prompt_id.isdigit() and (len(prompt_id) == 1 or prompt_id[0] != "0"):
+    if (
+        len(prompt_id) <= 18
+        and prompt_id.isascii()
+        and prompt_id.isdigit()
+        and (len(prompt_id) == 1 or prompt_id[0] != "0")
+    ):
         return int(prompt_id)
     return -1
 
@@ -60,6 +65,17 @@ class PromptIds:
     def check_new(self, ids: Sequence[str], field: str = "ids") -> None:
         """Validate ids for registration: strings of 1-256 bytes, no duplicates among them or with
         the registered ones. Raises ``InvalidArgumentError`` naming the first bad id; O(m log m)."""
+        self.check_names(ids, field)
+        known = self.lookup(ids)
+        if (known >= 0).any():
+            first = ids[int(np.flatnonzero(known >= 0)[0])]
+            raise InvalidArgumentError(
+                f"prompt id {describe(first)} is already registered", field=field, value=first
+            )
+
+    @staticmethod
+    def check_names(ids: Sequence[str], field: str = "ids") -> None:
+        """Each id a string of 1-256 bytes, none twice among ``ids``."""
         for pos, prompt_id in enumerate(ids):
             check_prompt_id(prompt_id, f"{field}[{pos}]")
         if len(set(ids)) != len(ids):
@@ -72,24 +88,18 @@ class PromptIds:
                         value=prompt_id,
                     )
                 seen.add(prompt_id)
-        known = self.lookup(ids)
-        if (known >= 0).any():
-            first = ids[int(np.flatnonzero(known >= 0)[0])]
-            raise InvalidArgumentError(
-                f"prompt id {describe(first)} is already registered", field=field, value=first
-            )
 
     def add(self, ids: Sequence[str]) -> None:
         """Register ids (checked with ``check_new``) at indexes len(self), len(self) + 1, ..."""
         start = 0
         if self._explicit == 0:  # still purely implicit: extend the implicit range while we can
-            while start < len(ids) and _canonical_int(ids[start]) == self._implicit:
+            while start < len(ids) and canonical_int(ids[start]) == self._implicit:
                 self._implicit += 1
                 start += 1
         if start < len(ids):
-            self._add_explicit(ids[start:])
+            self.add_explicit(ids[start:])
 
-    def _add_explicit(self, rest: Sequence[str]) -> None:
+    def add_explicit(self, rest: Sequence[str]) -> None:
         base = self._explicit
         ends = np.empty(len(rest), dtype=np.int64)
         for k, prompt_id in enumerate(rest):
@@ -117,7 +127,7 @@ class PromptIds:
 
     def lookup(self, ids: Sequence[str]) -> IndexArray:
         """Indexes of ``ids``; -1 where an id is not registered. O(m log N)."""
-        out = np.fromiter(  # _canonical_int, inlined: this runs for every id of every call
+        out = np.fromiter(  # canonical_int, inlined: this runs for every id of every call
             (
                 int(s)
                 if len(s) <= 18 and s.isascii() and s.isdigit() and (len(s) == 1 or s[0] != "0")
@@ -185,7 +195,7 @@ class PromptIds:
         data = buf.tobytes()
         offsets = off.tolist()
         if len(offsets) > 1:
-            out._add_explicit(
+            out.add_explicit(
                 [
                     data[offsets[j] : offsets[j + 1]].decode("utf-8", "surrogatepass")
                     for j in range(len(offsets) - 1)

@@ -123,6 +123,8 @@ class Curriculum(Strategy):
     def check_labels(
         self, labels: np.ndarray | None, count: int, id_of: Callable[[int], str]
     ) -> None:
+        if count == 0:
+            return
         missing = np.ones(count, dtype=bool) if labels is None else np.isnan(labels)
         if missing.any():
             first = id_of(int(np.flatnonzero(missing)[0]))

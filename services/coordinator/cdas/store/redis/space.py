@@ -1,0 +1,487 @@
+"""The Redis store's ``RunSpace``: one run's state in Redis, seen by one operation.
+
+Built from the ``LOAD`` script's answer; structures read their slots through the operation's
+``Txn`` and buffer their writes in it; ``commit`` writes the scalars back with everything else in
+one atomic script. The engine and the strategies run on it unchanged, so answers are those of the
+memory store, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from cdas.core.config import RunConfig
+from cdas.core.errors import InvalidArgumentError
+from cdas.core.ids import PromptIds, canonical_int
+from cdas.core.space import Arrays, CoreRows, FloatArray, IntArray, RunScalars
+from cdas.core.steps import RoundRecord, StepRecord, StepStats
+from cdas.core.structures.pool import UniformPool
+from cdas.core.structures.sumtree import SumTree
+from cdas.core.validate import describe
+from cdas.store.redis.keys import RunKeys
+from cdas.store.redis.txn import RemoteSlots, Txn, pack_f8, pack_i8
+
+CORE_RECORD = np.dtype([("d", "<f8"), ("t", "<i4"), ("s", "<f8"), ("step", "<i8")])
+"""The 28-byte per-prompt record of the shared core arrays."""
+
+MEMBER_WIDTH = 11
+"""Ordered-index members: 7-byte big-endian tie key, then 4-byte big-endian prompt index."""
+
+
+def members(z: npt.NDArray[np.complex128], idx: IntArray) -> bytes:
+    """Index members of keys ``z`` (real D, imaginary tie key k * 2**-53) for prompts ``idx``."""
+    key53 = np.rint(z.imag * 2.0**53).astype(">u8")
+    out = np.empty((idx.size, MEMBER_WIDTH), dtype=np.uint8)
+    out[:, :7] = key53.view(np.uint8).reshape(-1, 8)[:, 1:]
+    out[:, 7:] = idx.astype(">u4").view(np.uint8).reshape(-1, 4)
+    return out.tobytes()
+
+
+class RedisOrderedIndex:
+    """The ordered index as a sorted set: score D, member (tie key, prompt)."""
+
+    def __init__(self, txn: Txn, key: str) -> None:
+        self.txn, self.key = txn, key
+        self._written = False
+
+    def insert(self, idx: IntArray, z: npt.NDArray[np.complex128]) -> None:
+        if idx.size:
+            self.txn.write("zadd", self.key, pack_f8(z.real), members(z, idx), MEMBER_WIDTH)
+            self._written = True
+
+    def update(
+        self,
+        remove_idx: IntArray,
+        remove_z: npt.NDArray[np.complex128],
+        insert_idx: IntArray,
+        insert_z: npt.NDArray[np.complex128],
+    ) -> None:
+        if remove_idx.size:
+            self.txn.write("zrem", self.key, members(remove_z, remove_idx), MEMBER_WIDTH)
+            self._written = True
+        self.insert(insert_idx, insert_z)
+
+    def nearest(
+        self, c: float, below: int, above: int, exclude: IntArray | None = None
+    ) -> IntArray:
+        if self._written:
+            raise RuntimeError("the ordered index was read after being written in one operation")
+        ex = pack_i8(exclude if exclude is not None else [])
+        blob, _ = self.txn.call("nearest", [self.key], [repr(float(c)), below, above, ex])
+        return np.frombuffer(blob, dtype="<i8").astype(np.int64)
+
+
+class RedisSumTree(SumTree):
+    """The sum tree with its nodes in a Redis string; the descent runs in a read-only script."""
+
+    def __init__(self, nodes: RemoteSlots, counters: tuple[int, int, int]) -> None:
+        super().__init__(nodes, counters)
+        self._remote = nodes
+
+    def _descend(self, u: FloatArray) -> IntArray:
+        if self._remote._base is not None or self._remote._segments:
+            raise RuntimeError("the sum tree was sampled after being rebuilt in one operation")
+        slots, values = self._remote.pending()
+        _, cap, _ = self.counters
+        blob = self.txn_call(
+            [self._remote.key],
+            [cap.bit_length() - 1, cap, pack_f8(u), pack_i8(slots), pack_f8(values)],
+        )
+        return np.frombuffer(blob, dtype="<i8").astype(np.int64)
+
+    def txn_call(self, keys: list[str], args: list[Any]) -> Any:
+        return self._remote.txn.call("descend", keys, args)
+
+
+class RedisFloatArray:
+    """One float per prompt in a Redis string."""
+
+    def __init__(self, slots: RemoteSlots, n: int) -> None:
+        self.slots, self.n = slots, n
+
+    def get(self, idx: IntArray) -> FloatArray:
+        return self.slots.get(idx).astype(np.float64)
+
+    def set(self, idx: IntArray, values: FloatArray) -> None:
+        self.slots.set(idx, values)
+
+    def append(self, values: FloatArray) -> None:
+        self.slots.set(np.arange(self.n, self.n + values.size, dtype=np.int64), values)
+        self.n += values.size
+
+    def dump(self) -> FloatArray:
+        return self.slots.dump(self.n).astype(np.float64)
+
+
+class RedisCoreArrays:
+    """The shared per-prompt arrays as 28-byte records in one string (labels in another)."""
+
+    def __init__(self, txn: Txn, keys: RunKeys, has_labels: bool) -> None:
+        self.records = RemoteSlots(txn, keys.core, CORE_RECORD)
+        self.label_slots = RemoteSlots(txn, keys.labels, "<f8")
+        self.has_labels = has_labels
+
+    def gather(self, idx: IntArray) -> CoreRows:
+        rows = self.records.get(idx)
+        return CoreRows(
+            rows["d"].astype(np.float64),
+            rows["t"].astype(np.int32),
+            rows["s"].astype(np.float64),
+            rows["step"].astype(np.int64),
+        )
+
+    def scatter(self, idx: IntArray, rows: CoreRows) -> None:
+        out = np.empty(idx.size, dtype=CORE_RECORD)
+        out["d"], out["t"], out["s"], out["step"] = (
+            rows.d,
+            rows.t,
+            rows.last_pass_rate,
+            rows.last_step,
+        )
+        self.records.set(idx, out)
+
+    def labels(self, idx: IntArray) -> FloatArray | None:
+        return self.label_slots.get(idx).astype(np.float64) if self.has_labels else None
+
+    def append(self, n: int, m: int, labels: FloatArray | None) -> None:
+        fresh = np.zeros(m, dtype=CORE_RECORD)
+        fresh["s"], fresh["step"] = np.nan, -1
+        self.records.set(np.arange(n, n + m, dtype=np.int64), fresh)
+        if labels is not None and not self.has_labels and not np.isnan(labels).all():
+            self.has_labels = True
+            self.label_slots.set(np.arange(n, dtype=np.int64), np.full(n, np.nan))
+        if self.has_labels:
+            values = np.full(m, np.nan) if labels is None else labels
+            self.label_slots.set(np.arange(n, n + m, dtype=np.int64), values)
+
+    def dump(self, n: int) -> Arrays:
+        rows = self.records.dump(n)
+        out: Arrays = {
+            "d": rows["d"].astype(np.float64),
+            "t": rows["t"].astype(np.int32),
+            "last_pass_rate": rows["s"].astype(np.float64),
+            "last_step": rows["step"].astype(np.int64),
+        }
+        if self.has_labels:
+            out["labels"] = self.label_slots.dump(n).astype(np.float64)
+        return out
+
+    def load(self, arrays: Arrays) -> None:
+        rows = np.zeros(np.asarray(arrays["d"]).size, dtype=CORE_RECORD)
+        rows["d"], rows["t"] = arrays["d"], arrays["t"]
+        rows["s"], rows["step"] = arrays["last_pass_rate"], arrays["last_step"]
+        self.records.load(rows)
+        self.has_labels = "labels" in arrays
+        if self.has_labels:
+            self.label_slots.load(np.asarray(arrays["labels"], dtype=np.float64))
+
+
+class RedisIdTable:
+    """Prompt ids: the implicit "0".."k-1" range as a count, explicit ids in two hashes."""
+
+    def __init__(self, txn: Txn, keys: RunKeys, implicit: int, explicit: int) -> None:
+        self.txn, self.keys = txn, keys
+        self.implicit, self._explicit = implicit, explicit
+        self._new: dict[str, int] = {}  # explicit ids added by this operation
+
+    @property
+    def explicit(self) -> int:
+        return self._explicit
+
+    def __len__(self) -> int:
+        return self.implicit + self._explicit
+
+    def check_new(self, ids: Sequence[str], field: str = "ids") -> None:
+        PromptIds.check_names(ids, field)
+        known = self.lookup(ids)
+        if (known >= 0).any():
+            first = ids[int(np.flatnonzero(known >= 0)[0])]
+            raise InvalidArgumentError(
+                f"prompt id {describe(first)} is already registered", field=field, value=first
+            )
+
+    def add(self, ids: Sequence[str]) -> None:
+        start = 0
+        if self._explicit == 0:
+            while start < len(ids) and canonical_int(ids[start]) == self.implicit:
+                self.implicit += 1
+                start += 1
+        rest = ids[start:]
+        if not rest:
+            return
+        base = self.implicit + self._explicit
+        fields: list[Any] = []
+        names: list[Any] = []
+        for k, prompt_id in enumerate(rest):
+            fields += [prompt_id, base + k]
+            names += [base + k, prompt_id]
+            self._new[prompt_id] = base + k
+        self.txn.write("hset", self.keys.ids, *fields)
+        self.txn.write("hset", self.keys.names, *names)
+        self._explicit += len(rest)
+
+    def add_count(self, count: int) -> None:
+        if self._explicit:
+            raise ValueError("implicit ids cannot follow explicit ones; register them by name")
+        self.implicit += count
+
+    def lookup(self, ids: Sequence[str]) -> IntArray:
+        out = np.fromiter(
+            (canonical_int(s) if isinstance(s, str) else -1 for s in ids), np.int64, len(ids)
+        )
+        out[out >= self.implicit] = -1
+        if self._explicit == 0:
+            return out
+        todo = list(np.flatnonzero(out < 0).tolist())
+        remote = [k for k in todo if ids[k] not in self._new]
+        for k in todo:
+            if ids[k] in self._new:
+                out[k] = self._new[ids[k]]
+        if remote and self._explicit > len(self._new):
+            self.txn.round_trips += 1
+            found = self.txn.client.hmget(self.keys.ids, [ids[k] for k in remote])
+            for k, value in zip(remote, found, strict=True):
+                if value is not None:
+                    out[k] = int(value)
+        return out
+
+    def ids(self, idx: npt.NDArray[np.integer[Any]]) -> list[str]:
+        values = idx.tolist()
+        k = self.implicit
+        if all(i < k for i in values):
+            return [str(i) for i in values]
+        by_index = {v: name for name, v in self._new.items()}
+        remote = sorted({i for i in values if i >= k and i not in by_index})
+        if remote:
+            self.txn.round_trips += 1
+            for i, name in zip(remote, self.txn.client.hmget(self.keys.names, remote), strict=True):
+                by_index[i] = name.decode("utf-8", "surrogatepass")
+        return [str(i) if i < k else by_index[i] for i in values]
+
+    def to_arrays(self) -> tuple[int, npt.NDArray[np.uint8], IntArray]:
+        table = PromptIds()
+        if self._explicit:
+            self.txn.round_trips += 1
+            raw = self.txn.client.hgetall(self.keys.names)
+            names = {int(i): v.decode("utf-8", "surrogatepass") for i, v in raw.items()}
+            names.update({v: name for name, v in self._new.items()})
+            table.add_explicit([names[self.implicit + j] for j in range(self._explicit)])
+        _, buf, off = table.to_arrays()
+        return self.implicit, buf, off
+
+    def load(self, other: PromptIds) -> None:
+        self.implicit = other.implicit
+        self._explicit = 0
+        self._new.clear()
+        _, buf, off = other.to_arrays()
+        names = PromptIds.from_arrays(0, buf, off)
+        if len(names):
+            self.add(names.ids(np.arange(len(names))))
+
+
+class RedisStepStore:
+    """Step records (a hash per retained step, their steps in a sorted set) and statistics."""
+
+    def __init__(
+        self,
+        txn: Txn,
+        keys: RunKeys,
+        step: int | None,
+        record: dict[bytes, bytes],
+        stats: bytes | None,
+        evictable: list[bytes],
+    ) -> None:
+        self.txn, self.keys = txn, keys
+        self._step = step
+        self._record = decode_record(record) if record else None
+        self._stats = StepStats.from_list(json.loads(stats)) if stats else None
+        self._evictable = [int(s) for s in evictable]
+
+    def record(self, step: int) -> StepRecord | None:
+        if step != self._step:
+            raise RuntimeError(f"step {step} was not loaded (loaded: {self._step})")
+        return self._record
+
+    def put_record(self, step: int, record: StepRecord) -> None:
+        fields: list[Any] = [
+            "rounds",
+            json.dumps([issued.competence for issued in record.rounds]),
+            "applied",
+            np.ascontiguousarray(record.applied, dtype="<i4").tobytes(),
+        ]
+        for r, issued in enumerate(record.rounds):
+            fields += [f"r{r}", np.ascontiguousarray(issued.ids, dtype="<i4").tobytes()]
+        self.txn.write("hset", self.keys.step(step), *fields)
+        self.txn.write("zaddone", self.keys.steps, step, step)
+
+    def evict_below(self, step: int) -> None:
+        for old in self._evictable:
+            if old < step:
+                self.txn.write("del", self.keys.step(old))
+                self.txn.write("zremone", self.keys.steps, old)
+
+    def records(self) -> dict[int, StepRecord]:
+        self.txn.round_trips += 1
+        steps = [int(s) for s in self.txn.client.zrange(self.keys.steps, 0, -1)]
+        out = {}
+        for step in steps:
+            self.txn.round_trips += 1
+            raw = self.txn.client.hgetall(self.keys.step(step))
+            if raw:
+                out[step] = decode_record(raw)
+        return out
+
+    def stats(self, step: int) -> StepStats | None:
+        if step != self._step:
+            raise RuntimeError(f"step {step} was not loaded (loaded: {self._step})")
+        return self._stats
+
+    def put_stats(self, stats: StepStats) -> None:
+        self.txn.write("hset", self.keys.stats, stats.step, json.dumps(stats.to_list()))
+
+    def all_stats(self) -> list[StepStats]:
+        self.txn.round_trips += 1
+        raw = self.txn.client.hgetall(self.keys.stats)
+        rows = [StepStats.from_list(json.loads(v)) for v in raw.values()]
+        return sorted(rows, key=lambda s: s.step)
+
+
+def decode_record(raw: dict[bytes, bytes]) -> StepRecord:
+    record = StepRecord()
+    for r, competence in enumerate(json.loads(raw[b"rounds"])):
+        ids = np.frombuffer(raw[f"r{r}".encode()], dtype="<i4").astype(np.int32)
+        record.rounds.append(RoundRecord(ids, float(competence)))
+    record.applied = np.frombuffer(raw[b"applied"], dtype="<i4").astype(np.int32)
+    return record
+
+
+class RedisSpace:
+    """A run's state in Redis for one operation; see the module docstring."""
+
+    def __init__(
+        self,
+        txn: Txn,
+        keys: RunKeys,
+        config: RunConfig,
+        fingerprint: str,
+        state: dict[str, Any],
+        steps: RedisStepStore,
+    ) -> None:
+        self.txn, self.keys = txn, keys
+        self.run_id = keys.run_id
+        self.config = config
+        self.fingerprint = fingerprint
+        self.scalars = scalars_from(state.get("scalars", {}))
+        self.ids = RedisIdTable(txn, keys, *state.get("ids", (0, 0)))
+        self.core = RedisCoreArrays(txn, keys, bool(state.get("labels", False)))
+        self.steps = steps
+        self._pool_state: dict[str, list[int]] = dict(state.get("pools", {}))
+        self._tree_state: dict[str, list[int]] = dict(state.get("trees", {}))
+        self._float_state: dict[str, int] = dict(state.get("floats", {}))
+        self._indexes: list[str] = list(state.get("indexes", []))
+        self._pools: dict[str, UniformPool] = {}
+        self._trees: dict[str, RedisSumTree] = {}
+        self._floats: dict[str, RedisFloatArray] = {}
+        self.loaded_state = self.state()
+
+    @property
+    def changed(self) -> bool:
+        """Whether this operation wrote anything, its scalars included."""
+        return self.txn.dirty or self.state() != self.loaded_state
+
+    # ------------------------------------------------------------------ structures
+    def ordered_index(self, name: str) -> RedisOrderedIndex:
+        if name not in self._indexes:
+            self._indexes.append(name)
+        return RedisOrderedIndex(self.txn, self.keys.index(name))
+
+    def pool(self, name: str) -> UniformPool:
+        if name not in self._pools:
+            counters = self._pool_state.get(name, [0, 0, 0])
+            self._pools[name] = UniformPool(
+                RemoteSlots(self.txn, self.keys.pool_items(name), "<i4"),
+                RemoteSlots(self.txn, self.keys.pool_pos(name), "<i4", fill=-1),
+                (counters[0], counters[1], counters[2]),
+            )
+        return self._pools[name]
+
+    def pool_names(self, prefix: str) -> list[str]:
+        return sorted(n for n in {*self._pool_state, *self._pools} if n.startswith(prefix))
+
+    def sum_tree(self, name: str) -> RedisSumTree:
+        if name not in self._trees:
+            counters = self._tree_state.get(name, [0, 1, 0])
+            nodes = RemoteSlots(self.txn, self.keys.tree(name), "<f8")
+            self._trees[name] = RedisSumTree(nodes, (counters[0], counters[1], counters[2]))
+        return self._trees[name]
+
+    def float_array(self, name: str) -> RedisFloatArray:
+        if name not in self._floats:
+            slots = RemoteSlots(self.txn, self.keys.floats(name), "<f8")
+            self._floats[name] = RedisFloatArray(slots, self._float_state.get(name, 0))
+        return self._floats[name]
+
+    # ------------------------------------------------------------------ commit
+    def state(self) -> dict[str, Any]:
+        """The run's scalar state, as stored in the meta hash."""
+        pools = dict(self._pool_state)
+        pools.update({name: list(pool.counters) for name, pool in self._pools.items()})
+        trees = dict(self._tree_state)
+        trees.update({name: list(tree.counters) for name, tree in self._trees.items()})
+        floats = dict(self._float_state)
+        floats.update({name: array.n for name, array in self._floats.items()})
+        return {
+            "scalars": scalars_to(self.scalars),
+            "ids": [self.ids.implicit, self.ids.explicit],
+            "labels": self.core.has_labels,
+            "pools": pools,
+            "trees": trees,
+            "floats": floats,
+            "indexes": self._indexes,
+        }
+
+    def all_keys(self) -> list[str]:
+        """Every key this run may have (for a delete or a replacing restore)."""
+        keys = self.keys
+        out = keys.fixed()
+        out += [keys.index(name) for name in self._indexes]
+        for name in {*self._pool_state, *self._pools}:
+            out += [keys.pool_items(name), keys.pool_pos(name)]
+        out += [keys.tree(name) for name in {*self._tree_state, *self._trees}]
+        out += [keys.floats(name) for name in {*self._float_state, *self._floats}]
+        return out
+
+
+def scalars_to(s: RunScalars) -> dict[str, Any]:
+    return {
+        "n": s.n,
+        "sum_fixed": str(s.sum_fixed),  # may exceed 2**63: kept exact as text
+        "seen": s.seen,
+        "max_step": s.max_step,
+        "results": s.results,
+        "duplicates": s.duplicates,
+        "rollouts": s.rollouts,
+        "batches": s.batches,
+        "hist": s.hist,
+    }
+
+
+def scalars_from(raw: dict[str, Any]) -> RunScalars:
+    if not raw:
+        return RunScalars()
+    return RunScalars(
+        n=int(raw["n"]),
+        sum_fixed=int(raw["sum_fixed"]),
+        seen=int(raw["seen"]),
+        max_step=int(raw["max_step"]),
+        results=int(raw["results"]),
+        duplicates=int(raw["duplicates"]),
+        rollouts=int(raw["rollouts"]),
+        batches=int(raw["batches"]),
+        hist=[int(x) for x in raw["hist"]],
+    )

@@ -1,0 +1,287 @@
+"""``RedisStore``: every run's state in Redis (or Redis Cluster), shared by any number of
+coordinator processes, durable as the server is, and answering exactly as ``MemoryStore`` does.
+
+Each call is one optimistic transaction (``cdas.store.redis.txn``): read the run (``LOAD``, then a
+few batched gathers), run the shared engine, and commit every write in one script that checks the
+run's version. A concurrent writer makes the commit fail without writing anything; the call is
+then retried from the start, with jittered backoff. Duplicates are recognized from the applied sets
+stored with the run, so a retry after a crash is never applied twice.
+
+A connection that fails is reported as ``StoreUnavailableError`` (REST: 503); redis-py reconnects
+by itself on the next call.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import numpy as np
+import redis
+from redis.cluster import RedisCluster
+
+from cdas.core.config import PromptSpec, RunConfig
+from cdas.core.engine import Restored, RunEngine
+from cdas.core.errors import RunNotFoundError, StoreUnavailableError
+from cdas.core.steps import RETAIN_STEPS
+from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.store.memory import check_same_run
+from cdas.store.redis import scripts
+from cdas.store.redis.keys import META_PATTERN, RunKeys, run_id_of
+from cdas.store.redis.space import CORE_RECORD, RedisSpace, RedisStepStore
+from cdas.store.redis.txn import Txn, pack_i8
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 200
+"""Commits a call tries before giving up on a run written too often by others."""
+
+_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError)
+
+
+@contextmanager
+def _reachable(what: str) -> Iterator[None]:
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailableError(
+            f"Redis is unreachable during {what}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _fields(flat: list[Any]) -> dict[bytes, Any]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+class RedisStore:
+    """Runs in Redis; see the module docstring. ``url``: ``redis://host:port/db`` (a single
+    server) or ``redis+cluster://host:port`` (a Redis Cluster, any node as the entry point)."""
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        retain_steps: int = RETAIN_STEPS,
+        client: Any = None,
+        socket_timeout: float = 60.0,
+    ) -> None:
+        if client is None:
+            options = {"socket_timeout": socket_timeout, "socket_connect_timeout": 5.0}
+            if url.startswith("redis+cluster://"):
+                client = RedisCluster.from_url(
+                    "redis://" + url[len("redis+cluster://") :], **options
+                )
+            else:
+                client = redis.Redis.from_url(url, **options)
+        self.client = client
+        self.retain_steps = retain_steps
+        self.scripts = {
+            "load": client.register_script(scripts.LOAD),
+            "gather": client.register_script(scripts.GATHER),
+            "nearest": client.register_script(scripts.NEAREST),
+            "descend": client.register_script(scripts.DESCEND),
+            "commit": client.register_script(scripts.COMMIT),
+        }
+        self.last_round_trips = 0
+        """Round trips of the latest call (a benchmark figure)."""
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ------------------------------------------------------------------ the transaction loop
+    def _open(
+        self, run_id: str, step: int | None = None, idx: np.ndarray | None = None
+    ) -> tuple[Txn, RedisSpace | None, str]:
+        """Read a run (one round trip): its space, or None when it does not exist."""
+        keys = RunKeys(run_id)
+        txn = Txn(self.client, self.scripts, keys.meta)
+        answer = txn.call(
+            "load",
+            [keys.meta, keys.steps, keys.stats, keys.step(step or 0), keys.core],
+            [
+                "" if step is None else step,
+                self.retain_steps,
+                pack_i8(idx if idx is not None else []),
+                CORE_RECORD.itemsize,
+            ],
+        )
+        meta = _fields(answer[0])
+        if not meta:
+            return txn, None, ""
+        record, stats, evictable, core_blob = answer[1], answer[2], answer[3], answer[4]
+        steps = RedisStepStore(txn, keys, step, _fields(record), stats or None, evictable)
+        config = RunConfig(**json.loads(meta[b"config"]))
+        space = RedisSpace(
+            txn, keys, config, meta[b"fingerprint"].decode(), json.loads(meta[b"state"]), steps
+        )
+        if idx is not None and len(idx):
+            space.core.records.absorb([int(i) for i in idx], core_blob)
+        return txn, space, meta[b"version"].decode()
+
+    def _transact(
+        self,
+        what: str,
+        run_id: str,
+        body: Callable[[RunEngine], T],
+        step: int | None = None,
+        idx: Callable[[], np.ndarray | None] | None = None,
+    ) -> T:
+        """Run ``body`` on the run's engine and commit its writes, retrying on conflicts."""
+        with _reachable(what):
+            for attempt in range(MAX_ATTEMPTS):
+                txn, space, version = self._open(run_id, step, idx() if idx else None)
+                if space is None:
+                    raise RunNotFoundError(run_id)
+                engine = RunEngine(space, self.retain_steps)
+                result = body(engine)
+                if not space.changed:
+                    self.last_round_trips = txn.round_trips
+                    return result
+                self._write_state(txn, space)
+                if txn.commit(version) >= 0:
+                    self.last_round_trips = txn.round_trips
+                    return result
+                _backoff(attempt)
+        raise StoreUnavailableError(
+            f"run {run_id!r} changed under {what} {MAX_ATTEMPTS} times in a row; retry later"
+        )
+
+    @staticmethod
+    def _write_state(txn: Txn, space: RedisSpace) -> None:
+        txn.write(
+            "hset",
+            space.keys.meta,
+            "state",
+            json.dumps(space.state()),
+            "max_step",
+            space.scalars.max_step,
+        )
+
+    def _fresh(self, run_id: str, txn: Txn, config: RunConfig, fingerprint: str) -> RedisSpace:
+        """An empty space for a run about to be created (or replaced) by this transaction."""
+        keys = RunKeys(run_id)
+        steps = RedisStepStore(txn, keys, None, {}, None, [])
+        space = RedisSpace(txn, keys, config, fingerprint, {}, steps)
+        txn.write(
+            "hset",
+            keys.meta,
+            "config",
+            json.dumps(config.to_dict()),
+            "fingerprint",
+            fingerprint,
+        )
+        return space
+
+    # ------------------------------------------------------------------ runs
+    def put_run(self, run_id: str, config: RunConfig, prompts: PromptSpec) -> RunInfo:
+        fingerprint = prompts.fingerprint()
+        with _reachable("put_run"):
+            for attempt in range(MAX_ATTEMPTS):
+                txn, existing, _ = self._open(run_id)
+                if existing is not None:
+                    check_same_run(
+                        run_id, existing.config, existing.fingerprint, config, fingerprint
+                    )
+                    return RunEngine(existing, self.retain_steps).info(created=False)
+                space = self._fresh(run_id, txn, config, fingerprint)
+                engine = RunEngine(space, self.retain_steps)
+                engine.add_prompts(prompts)
+                info = engine.info(created=True)
+                self._write_state(txn, space)
+                if txn.commit("") >= 0:
+                    self.last_round_trips = txn.round_trips
+                    return info
+                _backoff(attempt)
+        raise StoreUnavailableError(f"run {run_id!r} is being created and deleted too often")
+
+    def get_run(self, run_id: str) -> RunInfo:
+        return self._transact("get_run", run_id, lambda e: e.info())
+
+    def list_runs(self) -> list[RunInfo]:
+        with _reachable("list_runs"):
+            keys = sorted(
+                {
+                    k.decode() if isinstance(k, bytes) else k
+                    for k in self.client.scan_iter(META_PATTERN)
+                }
+            )
+        out = []
+        for key in keys:
+            try:
+                out.append(self.get_run(run_id_of(key)))
+            except RunNotFoundError:
+                continue  # deleted meanwhile
+        return sorted(out, key=lambda info: info.run_id)
+
+    def delete_run(self, run_id: str) -> None:
+        with _reachable("delete_run"):
+            for attempt in range(MAX_ATTEMPTS):
+                txn, space, version = self._open(run_id)
+                if space is None:
+                    raise RunNotFoundError(run_id)
+                for key in self._run_keys(txn, space):
+                    txn.write("del", key)
+                if txn.commit(version) >= 0:
+                    return
+                _backoff(attempt)
+        raise StoreUnavailableError(f"run {run_id!r} changed under delete_run too often")
+
+    def _run_keys(self, txn: Txn, space: RedisSpace) -> list[str]:
+        """Every key of an existing run, its retained steps' keys included."""
+        txn.round_trips += 1
+        steps = [int(s) for s in self.client.zrange(space.keys.steps, 0, -1)]
+        return [*space.all_keys(), *(space.keys.step(s) for s in steps)]
+
+    def add_prompts(self, run_id: str, prompts: PromptSpec) -> int:
+        return self._transact("add_prompts", run_id, lambda e: e.add_prompts(prompts))
+
+    # ------------------------------------------------------------------ steps
+    def next_batch(self, run_id: str, step: int, size: int, round_: int) -> Batch:
+        return self._transact(
+            "next_batch", run_id, lambda e: e.next_batch(step, size, round_), step=step
+        )
+
+    def report_results(self, run_id: str, step: int, results: list[Any]) -> ReportOutcome:
+        return self._transact(
+            "report_results", run_id, lambda e: e.report_results(step, results), step=step
+        )
+
+    def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
+        return self._transact("get_prompt", run_id, lambda e: e.get_prompt(prompt_id))
+
+    def get_state(self, run_id: str) -> RunState:
+        return self._transact("get_state", run_id, lambda e: e.state())
+
+    # ------------------------------------------------------------------ snapshots
+    def snapshot(self, run_id: str) -> bytes:
+        return self._transact("snapshot", run_id, lambda e: e.snapshot())
+
+    def restore(self, run_id: str, data: bytes) -> RunInfo:
+        restored = Restored(data)
+        with _reachable("restore"):
+            for attempt in range(MAX_ATTEMPTS):
+                txn, existing, version = self._open(run_id)
+                if existing is not None:
+                    for key in self._run_keys(txn, existing):
+                        txn.write("del", key)
+                space = self._fresh(run_id, txn, restored.config, restored.fingerprint)
+                engine = RunEngine(space, self.retain_steps)
+                engine.load(restored)
+                info = engine.info()
+                self._write_state(txn, space)
+                if txn.commit(version) >= 0:
+                    return info
+                _backoff(attempt)
+        raise StoreUnavailableError(f"run {run_id!r} changed under restore too often")
+
+    def ping(self) -> None:
+        with _reachable("ping"):
+            self.client.ping()
+
+
+def _backoff(attempt: int) -> None:
+    """Jittered exponential backoff between commit attempts (at most ~50 ms)."""
+    time.sleep(random.uniform(0, min(0.05, 0.0005 * 2 ** min(attempt, 7))))
