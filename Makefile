@@ -3,9 +3,18 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test lint format typecheck pytest bench demo clean
+.PHONY: install system test lint format typecheck pytest bench demo clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed system
+
+## system: the system packages the tests use (redis-server, from Debian), where missing
+system:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing the Debian package redis-server"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -qq redis-server >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }; }
+	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is missing"; exit 1; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -8,6 +8,7 @@ fake Redis anywhere in the suite.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,6 +23,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    while True:
+        port = random.randint(20000, 29999)
+        if _is_free(port) and _is_free(port + 10000):
+            return port
 
 
 def redis_server_binary() -> str:
@@ -75,7 +93,9 @@ class RedisServer:
                     break
             except (redis.ConnectionError, redis.BusyLoadingError):
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+                    raise RuntimeError(
+                        f"redis-server exited with {self.process.returncode}"
+                    ) from None
             if time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server on port {self.port} did not start")
             time.sleep(0.05)
@@ -104,7 +124,7 @@ class RedisClusterNodes:
         self.servers = [
             RedisServer(
                 directory / f"node{i}",
-                None,
+                cluster_port(),
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",

@@ -1,4 +1,4 @@
-"""The ``cdas`` command line: ``cdas demo``, ``cdas bench core``, ``cdas version``."""
+"""The ``cdas`` command line: ``cdas demo``, ``cdas bench core|redis``, ``cdas version``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,16 @@ def cmd_bench_core(args: argparse.Namespace) -> int:
     naive_steps = args.naive_steps or (2 if args.quick else 3)
     rows = core.run(sizes, args.batch, steps, naive_steps, args.seed, progress=_progress)
     missed = any("MISSED" in line for line in core.targets(rows))
+    return 1 if (args.check and missed) else 0
+
+
+def cmd_bench_redis(args: argparse.Namespace) -> int:
+    from cdas.bench import redis_store
+
+    sizes = args.sizes or ([10**4, 10**5] if args.quick else [10**5, 10**6])
+    steps = args.steps or (20 if args.quick else 200)
+    rows = redis_store.run(args.url, sizes, args.batch, steps, args.seed, progress=_progress)
+    missed = any("MISSED" in line for line in redis_store.targets(rows))
     return 1 if (args.check and missed) else 0
 
 
@@ -87,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     core.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     core.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     core.set_defaults(func=cmd_bench_core)
+
+    red = bench_sub.add_parser("redis", help="a CDAS step through RedisStore against MemoryStore")
+    red.add_argument("--url", help="a Redis to use (default: start a private redis-server)")
+    red.add_argument("--sizes", type=_sizes, help="prompt counts (default 1e5,1e6)")
+    red.add_argument("--batch", type=int, default=1024)
+    red.add_argument("--steps", type=int, help="timed steps per size (default 200)")
+    red.add_argument("--seed", type=int, default=0)
+    red.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    red.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    red.set_defaults(func=cmd_bench_redis)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda _args: print(cdas.__version__) or 0)

@@ -21,7 +21,7 @@ from cdas.core.difficulty import competence, fixed_sum, updated_difficulty
 from cdas.core.errors import ConflictError, InvalidArgumentError, PromptNotFoundError
 from cdas.core.ids import PromptIds
 from cdas.core.randomness import generator
-from cdas.core.results import parse_results
+from cdas.core.results import ParsedResults, parse_results
 from cdas.core.space import (
     COUNTERS,
     HISTOGRAM_BINS,
@@ -212,7 +212,10 @@ class RunEngine:
         return idx
 
     def report_results(self, step: int, results: list[Any]) -> ReportOutcome:
-        parsed = parse_results(results, self.threshold)
+        return self.report_parsed(step, parse_results(results, self.threshold))
+
+    def report_parsed(self, step: int, parsed: ParsedResults) -> ReportOutcome:
+        """``report_results`` for results already parsed with this run's threshold."""
         idx = self.resolve(parsed.prompt_ids)
         self._check_window(step)
         steps, scalars = self.space.steps, self.scalars

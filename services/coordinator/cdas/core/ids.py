@@ -37,6 +37,20 @@ def canonical_int(prompt_id: str) -> int:
     return -1
 
 
+def canonical_ints(ids: Sequence[str]) -> IndexArray:
+    """``canonical_int`` of every id, vectorized (it runs for every id of every call)."""
+    return np.fromiter(
+        (
+            int(s)
+            if len(s) <= 18 and s.isascii() and s.isdigit() and (len(s) == 1 or s[0] != "0")
+            else -1
+            for s in ids
+        ),
+        dtype=np.int64,
+        count=len(ids),
+    )
+
+
 class PromptIds:
     """Bidirectional id <-> index map; see the module docstring for the layout."""
 
@@ -127,16 +141,7 @@ class PromptIds:
 
     def lookup(self, ids: Sequence[str]) -> IndexArray:
         """Indexes of ``ids``; -1 where an id is not registered. O(m log N)."""
-        out = np.fromiter(  # canonical_int, inlined: this runs for every id of every call
-            (
-                int(s)
-                if len(s) <= 18 and s.isascii() and s.isdigit() and (len(s) == 1 or s[0] != "0")
-                else -1
-                for s in ids
-            ),
-            dtype=np.int64,
-            count=len(ids),
-        )
+        out = canonical_ints(ids)
         out[out >= self._implicit] = -1
         if self._hash.size == 0:
             return out

@@ -162,6 +162,8 @@ class PoolLike(Protocol):
 
     def reset(self) -> None: ...
 
+    def clear(self) -> None: ...
+
     def draw(
         self,
         k: int,

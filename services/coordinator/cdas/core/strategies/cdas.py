@@ -72,6 +72,7 @@ class Cdas(Strategy):
         warm = np.zeros(0, dtype=np.int64)
         if self.pool is not None and self.pool.live:
             warm = self.pool.draw(request.size, request.rng, exclude=request.exclude)
+            self._end_warmup()
         rest = request.size - warm.size
         if rest == 0:
             return warm
@@ -83,12 +84,18 @@ class Cdas(Strategy):
         idx = update.idx
         if self.pool is not None and self.pool.live:
             self.pool.discard(idx)
+            self._end_warmup()
         self.index.update(
             idx,
             self.keys(update.old_d, idx, update.old_t),
             idx,
             self.keys(update.new_d, idx, update.new_t),
         )
+
+    def _end_warmup(self) -> None:
+        """Once every prompt is sampled, the warm-up pool's arrays are dead weight: free them."""
+        if self.pool is not None and self.pool.live == 0 and self.pool.size:
+            self.pool.clear()
 
     def dump(self) -> Arrays:
         return (

@@ -82,6 +82,15 @@ class UniformPool:
         """Count the live members among ``idx`` as drawn in this epoch. O(len(idx))."""
         self._hold(idx)
 
+    def clear(self) -> None:
+        """Forget every member (free the arrays). For a pool whose members are all drawn and that
+        never starts a new epoch (CDAS's warm-up), this changes no later answer: new members make
+        the same live region either way. O(1)."""
+        empty = np.zeros(0, dtype=np.int32)
+        self._items.load(empty)
+        self._pos.load(empty)
+        self._size = self._live = 0
+
     def reset(self) -> None:
         """Start a new epoch: every member can be drawn again. O(1)."""
         self._live = self._size

@@ -61,7 +61,7 @@ NEAREST = r"""
 -- the big-endian tie key, so the order is (D, tie key), as in the memory store.
 -- KEYS: 1 the index (zset; member = 7-byte key + 4-byte big-endian prompt index)
 -- ARGV: 1 c (exact decimal), 2 below, 3 above, 4 excluded prompt indexes (<i8 blob)
--- Returns {prompt indexes (<i8 blob), how many of them are below}
+-- Returns the members chosen, concatenated (below side first, nearest first)
 local c, below, above, xb = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local excluded, nex = {}, #xb / 8
 for j = 0, nex - 1 do excluded[struct.unpack('<i8', xb, j * 8 + 1)] = true end
@@ -77,9 +77,8 @@ local function side(down, need)
       members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. c, '+inf', 'LIMIT', offset, page)
     end
     for _, m in ipairs(members) do
-      local idx = struct.unpack('>I4', m, 8)
-      if not excluded[idx] then
-        got[#got + 1] = idx
+      if nex == 0 or not excluded[struct.unpack('>I4', m, 8)] then
+        got[#got + 1] = m
         if #got == need then break end
       end
     end
@@ -91,10 +90,8 @@ end
 local lo = side(true, below)
 local hi = side(false, above + below - #lo)
 if #lo == below and #lo + #hi < below + above then lo = side(true, below + above - #hi) end
-local parts = {}
-for _, idx in ipairs(lo) do parts[#parts + 1] = struct.pack('<i8', idx) end
-for _, idx in ipairs(hi) do parts[#parts + 1] = struct.pack('<i8', idx) end
-return {table.concat(parts), #lo}
+for _, m in ipairs(hi) do lo[#lo + 1] = m end
+return table.concat(lo)
 """
 
 DESCEND = r"""

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from cdas.core.config import RunConfig
 from cdas.core.errors import InvalidArgumentError
-from cdas.core.ids import PromptIds, canonical_int
+from cdas.core.ids import PromptIds, canonical_int, canonical_ints
 from cdas.core.space import Arrays, CoreRows, FloatArray, IntArray, RunScalars
 from cdas.core.steps import RoundRecord, StepRecord, StepStats
 from cdas.core.structures.pool import UniformPool
@@ -72,8 +72,9 @@ class RedisOrderedIndex:
         if self._written:
             raise RuntimeError("the ordered index was read after being written in one operation")
         ex = pack_i8(exclude if exclude is not None else [])
-        blob, _ = self.txn.call("nearest", [self.key], [repr(float(c)), below, above, ex])
-        return np.frombuffer(blob, dtype="<i8").astype(np.int64)
+        blob = self.txn.call("nearest", [self.key], [repr(float(c)), below, above, ex])
+        chosen = np.frombuffer(blob, dtype=np.uint8).reshape(-1, MEMBER_WIDTH)
+        return chosen[:, 7:].copy().view(">u4").ravel().astype(np.int64)
 
 
 class RedisSumTree(SumTree):
@@ -231,9 +232,7 @@ class RedisIdTable:
         self.implicit += count
 
     def lookup(self, ids: Sequence[str]) -> IntArray:
-        out = np.fromiter(
-            (canonical_int(s) if isinstance(s, str) else -1 for s in ids), np.int64, len(ids)
-        )
+        out = canonical_ints(ids)
         out[out >= self.implicit] = -1
         if self._explicit == 0:
             return out
@@ -374,6 +373,7 @@ class RedisSpace:
     ) -> None:
         self.txn, self.keys = txn, keys
         self.run_id = keys.run_id
+        self.uid = ""  # the run's incarnation (a new one per creation or restore)
         self.config = config
         self.fingerprint = fingerprint
         self.scalars = scalars_from(state.get("scalars", {}))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from redis.cluster import RedisCluster
 from cdas.core.config import PromptSpec, RunConfig
 from cdas.core.engine import Restored, RunEngine
 from cdas.core.errors import RunNotFoundError, StoreUnavailableError
+from cdas.core.ids import canonical_ints
+from cdas.core.results import parse_results
 from cdas.core.steps import RETAIN_STEPS
 from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
 from cdas.store.memory import check_same_run
@@ -87,6 +90,8 @@ class RedisStore:
         }
         self.last_round_trips = 0
         """Round trips of the latest call (a benchmark figure)."""
+        self._configs: dict[str, tuple[str, RunConfig]] = {}
+        """run id -> (incarnation, config) seen last: configs never change within an incarnation."""
 
     def close(self) -> None:
         self.client.close()
@@ -114,11 +119,17 @@ class RedisStore:
         record, stats, evictable, core_blob = answer[1], answer[2], answer[3], answer[4]
         steps = RedisStepStore(txn, keys, step, _fields(record), stats or None, evictable)
         config = RunConfig(**json.loads(meta[b"config"]))
+        uid = meta[b"uid"].decode()
+        self._configs[run_id] = (uid, config)
         space = RedisSpace(
             txn, keys, config, meta[b"fingerprint"].decode(), json.loads(meta[b"state"]), steps
         )
-        if idx is not None and len(idx):
-            space.core.records.absorb([int(i) for i in idx], core_blob)
+        space.uid = uid
+        if idx is not None and len(idx):  # prefetched records: keep those of registered prompts
+            known = idx < space.scalars.n
+            records = np.frombuffer(core_blob, dtype=CORE_RECORD)
+            if known.any():
+                space.core.records.absorb(idx[known].tolist(), records[known].tobytes())
         return txn, space, meta[b"version"].decode()
 
     def _transact(
@@ -172,6 +183,8 @@ class RedisStore:
             json.dumps(config.to_dict()),
             "fingerprint",
             fingerprint,
+            "uid",
+            secrets.token_hex(8),
         )
         return space
 
@@ -245,9 +258,24 @@ class RedisStore:
         )
 
     def report_results(self, run_id: str, step: int, results: list[Any]) -> ReportOutcome:
-        return self._transact(
-            "report_results", run_id, lambda e: e.report_results(step, results), step=step
+        # With the run's config known from an earlier call, parse now and read the core records
+        # of the results' prompts in the first round trip; the engine parses again otherwise.
+        seen = self._configs.get(run_id)
+        parsed = (
+            None if seen is None else parse_results(results, float(seen[1].params["threshold"]))
         )
+        guess = None
+        if parsed is not None:
+            guess = canonical_ints(parsed.prompt_ids)
+            guess = guess[guess >= 0]
+
+        def body(engine: RunEngine) -> ReportOutcome:
+            space = engine.space
+            if parsed is not None and seen is not None and getattr(space, "uid", None) == seen[0]:
+                return engine.report_parsed(step, parsed)
+            return engine.report_results(step, results)
+
+        return self._transact("report_results", run_id, body, step=step, idx=(lambda: guess))
 
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         return self._transact("get_prompt", run_id, lambda e: e.get_prompt(prompt_id))

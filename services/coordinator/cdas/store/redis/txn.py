@@ -95,14 +95,15 @@ class Txn:
         return int(self.scripts["commit"](keys=keys, args=argv))
 
 
-_MISSING = object()
-
-
 class RemoteSlots:
     """Fixed-width slots in a Redis string, seen through this operation's overlay.
 
-    Unwritten slots (past the end of the string) read as ``fill``; integer arrays with a nonzero
-    fill store ``value - fill`` so that zero bytes mean ``fill``.
+    The overlay holds every slot known to the operation (read from Redis, or written) as a sorted
+    index array with a value array and a dirty mask, so reads and writes of a batch are a few
+    numpy operations. Contiguous writes of 64 slots or more are kept as segments (appends of new
+    prompts), and ``load`` replaces the whole content. Unwritten slots (past the end of the
+    string) read as ``fill``; integer arrays with a nonzero fill store ``value - fill``, so zero
+    bytes mean ``fill``.
     """
 
     def __init__(self, txn: Txn, key: str, dtype: Any, fill: Any = 0) -> None:
@@ -112,60 +113,81 @@ class RemoteSlots:
         self.width = self.dtype.itemsize
         self.fill = fill
         self._shift = fill if self.dtype.kind in "iu" else 0
-        self._values: dict[int, Any] = {}  # every slot known: read, or written as a point
-        self._dirty: set[int] = set()  # slots written as points
+        self._idx = np.zeros(0, dtype=np.int64)  # known slots, sorted
+        self._val = np.zeros(0, dtype=self.dtype)
+        self._dirty = np.zeros(0, dtype=np.bool_)
         self._segments: list[tuple[int, npt.NDArray[Any]]] = []  # contiguous writes, in order
         self._base: npt.NDArray[Any] | None = None  # the whole content, replaced by ``load``
         txn.register(self)
 
     @property
     def dirty(self) -> bool:
-        return bool(self._dirty or self._segments) or self._base is not None
+        return bool(self._dirty.any() or self._segments) or self._base is not None
+
+    # ------------------------------------------------------------------ the overlay
+    def _find(self, at: IntArray) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+        pos = np.searchsorted(self._idx, at)
+        hit = pos < self._idx.size
+        hit[hit] = self._idx[pos[hit]] == at[hit]
+        return pos, hit
+
+    def _merge(self, at: IntArray, values: npt.NDArray[Any], dirty: bool) -> None:
+        """Record ``values`` for distinct slots ``at``: writes override, reads only fill gaps."""
+        pos, hit = self._find(at)
+        if dirty and hit.any():
+            self._val[pos[hit]] = values[hit]
+            self._dirty[pos[hit]] = True
+        new = ~hit
+        if new.any():
+            order = np.argsort(at[new], kind="stable")
+            add_at, add_val = at[new][order], values[new][order]
+            where = np.searchsorted(self._idx, add_at)
+            self._idx = np.insert(self._idx, where, add_at)
+            self._val = np.insert(self._val, where, add_val)
+            self._dirty = np.insert(self._dirty, where, dirty)
+
+    def _local(self, at: IntArray) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_]]:
+        """Values of slots the operation wrote in bulk (segments, a loaded base); and which."""
+        out = np.zeros(at.size, dtype=self.dtype)
+        found = np.zeros(at.size, dtype=np.bool_)
+        if self._base is not None:
+            inside = at < self._base.size
+            out[inside] = self._base[at[inside]]
+            out[~inside] = self.fill
+            found[:] = True
+        for start, values in self._segments:  # later segments win
+            inside = (at >= start) & (at < start + values.size)
+            out[inside] = values[at[inside] - start]
+            found |= inside
+        return out, found
 
     # ------------------------------------------------------------------ reads
-    def _local(self, i: int) -> Any:
-        for start, values in reversed(self._segments):
-            if start <= i < start + values.size:
-                return values[i - start]
-        if self._base is not None:
-            return self._base[i] if i < self._base.size else self.fill
-        return _MISSING
-
     def fetch(self, at: IntArray) -> None:
-        values = self._values
-        need = [i for i in at.tolist() if i not in values]
-        if not need:
+        at = np.unique(at) if at.size > 1 else at
+        _, hit = self._find(at)
+        missing = at[~hit]
+        if missing.size == 0:
             return
-        unknown = []
-        for i in need:
-            local = self._local(i)
-            if local is _MISSING:
-                unknown.append(i)
-            else:
-                values[i] = local
-        if unknown:
-            self.txn.want(self, unknown)
+        values, found = self._local(missing)
+        if found.any():
+            self._merge(missing[found], values[found], dirty=False)
+        if (~found).any():
+            self.txn.want(self, missing[~found].tolist())
 
     def get(self, at: IntArray) -> npt.NDArray[Any]:
-        values = self._values
-        slots = at.tolist()
-        if any(i not in values for i in slots):
-            self.fetch(at)
+        pos, hit = self._find(at)
+        if not hit.all():
+            self.fetch(at[~hit])
             self.txn.flush()
-        if self.dtype.names:
-            return np.array([values[i] for i in slots], dtype=self.dtype)
-        return np.fromiter((values[i] for i in slots), dtype=self.dtype, count=len(slots))
+            pos, hit = self._find(at)
+        return self._val[pos]
 
     def absorb(self, slots: list[int], blob: bytes) -> None:
         """Values gathered from Redis for ``slots`` (the overlay keeps precedence)."""
         decoded = np.frombuffer(blob, dtype=self.dtype)
         if self._shift:
             decoded = decoded + self._shift
-        values = self._values
-        for i, value in zip(
-            slots, decoded.tolist() if not self.dtype.names else decoded, strict=True
-        ):
-            values.setdefault(i, value)
+        self._merge(np.asarray(slots, dtype=np.int64), decoded, dirty=False)
 
     # ------------------------------------------------------------------ writes
     def set(self, at: IntArray, values: npt.NDArray[Any]) -> None:
@@ -173,24 +195,21 @@ class RemoteSlots:
         if at.size >= 64 and int(at[-1]) - int(at[0]) == at.size - 1 and (np.diff(at) == 1).all():
             start, stop = int(at[0]), int(at[-1]) + 1
             self._segments.append((start, values.copy()))
-            for i in [i for i in self._values if start <= i < stop]:
-                del self._values[i]
-                self._dirty.discard(i)
+            keep = (self._idx < start) | (self._idx >= stop)
+            self._idx, self._val, self._dirty = self._idx[keep], self._val[keep], self._dirty[keep]
             return
-        slots = at.tolist()
-        items = values.tolist() if not self.dtype.names else list(values)
-        self._values.update(zip(slots, items, strict=True))
-        self._dirty.update(slots)
+        self._merge(at.astype(np.int64), values, dirty=True)
 
     def load(self, values: npt.NDArray[Any]) -> None:
         self._base = np.asarray(values, dtype=self.dtype).copy()
-        self._values.clear()
-        self._dirty.clear()
+        self._idx = np.zeros(0, dtype=np.int64)
+        self._val = np.zeros(0, dtype=self.dtype)
+        self._dirty = np.zeros(0, dtype=np.bool_)
         self._segments.clear()
 
     def dump(self, n: int) -> npt.NDArray[Any]:
-        """Slots 0..n-1 (one GET of the whole string when nothing is known locally)."""
-        if self._base is None and not self._segments and not self._dirty:
+        """Slots 0..n-1 (one GETRANGE of the whole string when nothing is known locally)."""
+        if self._base is None and not self._segments and not self._dirty.any():
             self.txn.round_trips += 1
             raw = self.txn.client.getrange(self.key, 0, n * self.width - 1) if n else b""
             raw = raw + bytes(n * self.width - len(raw))
@@ -199,11 +218,8 @@ class RemoteSlots:
         return self.get(np.arange(n, dtype=np.int64)).copy()
 
     def pending(self) -> tuple[IntArray, npt.NDArray[Any]]:
-        """The slots this operation has written as points, and their values."""
-        slots = sorted(self._dirty)
-        return np.asarray(slots, dtype=np.int64), np.array(
-            [self._values[i] for i in slots], dtype=self.dtype
-        )
+        """The slots this operation has written (outside segments and bases), and their values."""
+        return self._idx[self._dirty], self._val[self._dirty]
 
     def _stored(self, values: npt.NDArray[Any]) -> bytes:
         data = values - self._shift if self._shift else values
@@ -211,25 +227,27 @@ class RemoteSlots:
 
     def emit(self, txn: Txn) -> None:
         """Turn the overlay's writes into commit operations."""
+        slots, values = self.pending()
         if self._base is not None:
             final = self._base
-            for start, values in self._segments:
-                if start + values.size > final.size:
-                    grown = np.full(start + values.size, self.fill, dtype=self.dtype)
-                    grown[: final.size] = final
-                    final = grown
-                final[start : start + values.size] = values
-            if self._dirty:
-                slots, values = self.pending()
-                if slots.size and int(slots.max()) >= final.size:
-                    grown = np.full(int(slots.max()) + 1, self.fill, dtype=self.dtype)
-                    grown[: final.size] = final
-                    final = grown
-                final[slots] = values
-            txn.write("set", self.key, self._stored(final))
+            top = max(
+                [final.size]
+                + [start + v.size for start, v in self._segments]
+                + ([int(slots.max()) + 1] if slots.size else [])
+            )
+            if top > final.size:
+                grown = np.full(top, self.fill, dtype=self.dtype)
+                grown[: final.size] = final
+                final = grown
+            for start, segment in self._segments:
+                final[start : start + segment.size] = segment
+            final[slots] = values
+            if final.size:
+                txn.write("set", self.key, self._stored(final))
+            else:
+                txn.write("del", self.key)
             return
-        for start, values in self._segments:
-            txn.write("setrange", self.key, start * self.width, self._stored(values))
-        if self._dirty:
-            slots, values = self.pending()
+        for start, segment in self._segments:
+            txn.write("setrange", self.key, start * self.width, self._stored(segment))
+        if slots.size:
             txn.write("scatter", self.key, self.width, pack_i8(slots), self._stored(values))
