@@ -197,9 +197,10 @@ class RunEngine:
         return Batch(run_id, step, round_, self.space.ids.ids(issued.ids), issued.competence)
 
     # ------------------------------------------------------------------ results
-    def resolve(self, prompt_ids: list[str]) -> IntArray:
+    def resolve(self, parsed: ParsedResults) -> IntArray:
         """Indexes of the prompts named in results; unknown ids are an ``InvalidArgumentError``."""
-        idx = self.space.ids.lookup(prompt_ids)
+        prompt_ids = parsed.prompt_ids
+        idx = self.space.ids.lookup(prompt_ids, parsed.canonical)
         unknown = np.flatnonzero(idx < 0)
         if unknown.size:
             first = prompt_ids[int(unknown[0])]
@@ -216,7 +217,7 @@ class RunEngine:
 
     def report_parsed(self, step: int, parsed: ParsedResults) -> ReportOutcome:
         """``report_results`` for results already parsed with this run's threshold."""
-        idx = self.resolve(parsed.prompt_ids)
+        idx = self.resolve(parsed)
         self._check_window(step)
         steps, scalars = self.space.steps, self.scalars
         record = steps.record(step)

@@ -139,9 +139,10 @@ class PromptIds:
         start, end = int(self._off[j]), int(self._off[j + 1])
         return self._buf[start:end].decode("utf-8", "surrogatepass")
 
-    def lookup(self, ids: Sequence[str]) -> IndexArray:
-        """Indexes of ``ids``; -1 where an id is not registered. O(m log N)."""
-        out = canonical_ints(ids)
+    def lookup(self, ids: Sequence[str], canonical: IndexArray | None = None) -> IndexArray:
+        """Indexes of ``ids``; -1 where an id is not registered. O(m log N).
+        ``canonical``: ``canonical_ints(ids)`` when the caller has it already."""
+        out = canonical_ints(ids) if canonical is None else canonical.copy()
         out[out >= self._implicit] = -1
         if self._hash.size == 0:
             return out
@@ -172,7 +173,7 @@ class PromptIds:
         """The ids of indexes ``idx`` (all < len(self)), in order. O(m)."""
         values = idx.tolist()
         if not self._hash.size:
-            return [str(i) for i in values]
+            return list(map(str, values))
         k = self._implicit
         return [str(i) if i < k else self._explicit_id(i - k) for i in values]
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from cdas.core.errors import InvalidArgumentError
+from cdas.core.ids import canonical_ints
 from cdas.core.validate import check_prompt_id, describe, is_int
 
 MAX_ROLLOUTS = 1 << 20
@@ -46,7 +48,7 @@ class Result:
         return {k: v for k in _FIELDS if (v := getattr(self, k)) is not None}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ParsedResults:
     """A validated request's results as parallel arrays (one entry per result, request order)."""
 
@@ -57,6 +59,11 @@ class ParsedResults:
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
+
+    @cached_property
+    def canonical(self) -> npt.NDArray[np.int64]:
+        """``canonical_ints`` of the prompt ids, computed once."""
+        return canonical_ints(self.prompt_ids)
 
 
 def _bad(pos: int, field: str, value: Any, why: str) -> InvalidArgumentError:
@@ -96,9 +103,6 @@ def _fast(item: Any) -> tuple[str, float, int, bool] | None:
 
 
 def _one(pos: int, item: Any, threshold: float) -> tuple[str, float, int, bool]:
-    fast = _fast(item)
-    if fast is not None:
-        return fast
     if isinstance(item, Result):
         item = item.to_dict()
     if not isinstance(item, Mapping):
@@ -170,8 +174,11 @@ def parse_results(results: Iterable[Any], threshold: float) -> ParsedResults:
             field="results",
             value=describe(results),
         )
-    rows = [_one(pos, item, threshold) for pos, item in enumerate(results)]
-    ids = [r[0] for r in rows]
+    rows = [_fast(item) or _one(pos, item, threshold) for pos, item in enumerate(results)]
+    if not rows:
+        return ParsedResults([], np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
+    names, rates, totals, zeros = zip(*rows, strict=True)
+    ids = list(names)
     if len(set(ids)) != len(ids):
         seen: dict[str, int] = {}
         for pos, prompt_id in enumerate(ids):
@@ -183,10 +190,9 @@ def parse_results(results: Iterable[Any], threshold: float) -> ParsedResults:
                     value=prompt_id,
                 )
             seen[prompt_id] = pos
-    n = len(rows)
     return ParsedResults(
         prompt_ids=ids,
-        pass_rate=np.fromiter((r[1] for r in rows), dtype=np.float64, count=n),
-        total=np.fromiter((r[2] for r in rows), dtype=np.int64, count=n),
-        zero_gradient=np.fromiter((r[3] for r in rows), dtype=np.bool_, count=n),
+        pass_rate=np.array(rates, dtype=np.float64),
+        total=np.array(totals, dtype=np.int64),
+        zero_gradient=np.array(zeros, dtype=np.bool_),
     )

@@ -12,8 +12,8 @@ from typing import Any
 
 from cdas.core.errors import InvalidArgumentError
 
-MAX_STEP = 2**62
-"""Steps (and rounds) are integers in [0, 2**62]."""
+MAX_STEP = 2**31 - 1
+"""Steps (and rounds) are integers in [0, 2**31 - 1]; a prompt's last step is stored in 32 bits."""
 
 MAX_ID_BYTES = 256
 """A prompt id is a string of 1 to 256 bytes (UTF-8)."""
@@ -45,7 +45,7 @@ def check_int(field: str, value: Any, low: int, high: int) -> int:
 def check_step(value: Any, field: str = "step") -> int:
     if not is_int(value) or not 0 <= value <= MAX_STEP:
         raise InvalidArgumentError(
-            f"{field} is {describe(value)}; it must be an integer >= 0",
+            f"{field} is {describe(value)}; it must be an integer in [0, {MAX_STEP}]",
             field=field,
             value=describe(value),
         )

@@ -27,18 +27,18 @@ def grow_array(a: A, n: int, fill: float) -> A:
 class NumpyCoreArrays:
     """D, t, last pass rate, last step and labels of every prompt, as numpy arrays.
 
-    Memory: 8 (D) + 4 (t) + 8 (last pass rate) + 8 (last step) bytes per prompt, +8 with labels.
+    Memory: 8 (D) + 4 (t) + 8 (last pass rate) + 4 (last step) bytes per prompt, +8 with labels.
     """
 
     def __init__(self) -> None:
         self._d = np.zeros(0, dtype=np.float64)
         self._t = np.zeros(0, dtype=np.int32)
         self._s = np.zeros(0, dtype=np.float64)
-        self._step = np.zeros(0, dtype=np.int64)
+        self._step = np.zeros(0, dtype=np.int32)
         self._labels: FloatArray | None = None
 
     def gather(self, idx: IntArray) -> CoreRows:
-        return CoreRows(self._d[idx], self._t[idx], self._s[idx], self._step[idx])
+        return CoreRows(self._d[idx], self._t[idx], self._s[idx], self._step[idx].astype(np.int64))
 
     def scatter(self, idx: IntArray, rows: CoreRows) -> None:
         self._d[idx] = rows.d
@@ -66,7 +66,7 @@ class NumpyCoreArrays:
             "d": self._d[:n].copy(),
             "t": self._t[:n].copy(),
             "last_pass_rate": self._s[:n].copy(),
-            "last_step": self._step[:n].copy(),
+            "last_step": self._step[:n].astype(np.int64),
         }
         if self._labels is not None:
             out["labels"] = self._labels[:n].copy()
@@ -76,7 +76,7 @@ class NumpyCoreArrays:
         self._d = np.asarray(arrays["d"], dtype=np.float64).copy()
         self._t = np.asarray(arrays["t"], dtype=np.int32).copy()
         self._s = np.asarray(arrays["last_pass_rate"], dtype=np.float64).copy()
-        self._step = np.asarray(arrays["last_step"], dtype=np.int64).copy()
+        self._step = np.asarray(arrays["last_step"], dtype=np.int32).copy()
         labels = arrays.get("labels")
         self._labels = None if labels is None else np.asarray(labels, dtype=np.float64).copy()
 

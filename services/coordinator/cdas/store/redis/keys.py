@@ -4,7 +4,7 @@ Every key of a run carries the run's hash tag, ``{<run_id>}``, so a run's keys l
 Cluster slot and every script can touch all of them (run ids cannot contain braces). Layout::
 
     cdas:{run}:meta                hash    config, fingerprint, version, scalars, structure counters
-    cdas:{run}:core                string  28-byte records per prompt: D f64, t i32, s f64, step i64
+    cdas:{run}:core                string  24-byte records per prompt: D f64, t i32, s f64, step i32
     cdas:{run}:labels              string  f64 label per prompt (runs with labels)
     cdas:{run}:ids / :names        hash    explicit prompt id -> index, index -> id
     cdas:{run}:steps               zset    retained steps (score = step)

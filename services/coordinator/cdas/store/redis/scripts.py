@@ -176,10 +176,19 @@ while i <= #ARGV do
     end
     chunked('ZADD', k, items)
   elseif op == 'zrem' then
-    local mb, w = ARGV[a], tonumber(ARGV[a + 1])
-    local items = {}
-    for j = 0, #mb / w - 1 do items[#items + 1] = string.sub(mb, j * w + 1, j * w + w) end
-    chunked('ZREM', k, items)
+    -- members blob, width, and the first and last of them in the set's order: when they span
+    -- exactly as many entries as there are members (a batch taken around the competence), one
+    -- ZREMRANGEBYRANK removes them all; otherwise each is removed by name.
+    local mb, w, first, last = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
+    local count = #mb / w
+    local r1, r2 = redis.call('ZRANK', k, first), redis.call('ZRANK', k, last)
+    if r1 and r2 and r2 - r1 + 1 == count then
+      redis.call('ZREMRANGEBYRANK', k, r1, r2)
+    else
+      local items = {}
+      for j = 0, count - 1 do items[#items + 1] = string.sub(mb, j * w + 1, j * w + w) end
+      chunked('ZREM', k, items)
+    end
   elseif op == 'zaddone' then
     redis.call('ZADD', k, ARGV[a], ARGV[a + 1])
   elseif op == 'zremone' then

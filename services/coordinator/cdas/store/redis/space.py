@@ -26,8 +26,8 @@ from cdas.core.validate import describe
 from cdas.store.redis.keys import RunKeys
 from cdas.store.redis.txn import RemoteSlots, Txn, pack_f8, pack_i8
 
-CORE_RECORD = np.dtype([("d", "<f8"), ("t", "<i4"), ("s", "<f8"), ("step", "<i8")])
-"""The 28-byte per-prompt record of the shared core arrays."""
+CORE_RECORD = np.dtype([("d", "<f8"), ("t", "<i4"), ("s", "<f8"), ("step", "<i4")])
+"""The 24-byte per-prompt record of the shared core arrays (steps are below 2**31)."""
 
 MEMBER_WIDTH = 11
 """Ordered-index members: 7-byte big-endian tie key, then 4-byte big-endian prompt index."""
@@ -50,7 +50,9 @@ class RedisOrderedIndex:
         self._written = False
 
     def insert(self, idx: IntArray, z: npt.NDArray[np.complex128]) -> None:
-        if idx.size:
+        if idx.size:  # in key order: consecutive inserts then walk mostly cached skiplist paths
+            order = np.argsort(z, kind="stable")
+            z, idx = z[order], idx[order]
             self.txn.write("zadd", self.key, pack_f8(z.real), members(z, idx), MEMBER_WIDTH)
             self._written = True
 
@@ -62,7 +64,11 @@ class RedisOrderedIndex:
         insert_z: npt.NDArray[np.complex128],
     ) -> None:
         if remove_idx.size:
-            self.txn.write("zrem", self.key, members(remove_z, remove_idx), MEMBER_WIDTH)
+            order = np.lexsort((remove_idx, remove_z.imag, remove_z.real))
+            z, idx = remove_z[order], remove_idx[order]
+            blob = members(z, idx)
+            first, last = blob[:MEMBER_WIDTH], blob[-MEMBER_WIDTH:]
+            self.txn.write("zrem", self.key, blob, MEMBER_WIDTH, first, last)
             self._written = True
         self.insert(insert_idx, insert_z)
 
@@ -231,8 +237,8 @@ class RedisIdTable:
             raise ValueError("implicit ids cannot follow explicit ones; register them by name")
         self.implicit += count
 
-    def lookup(self, ids: Sequence[str]) -> IntArray:
-        out = canonical_ints(ids)
+    def lookup(self, ids: Sequence[str], canonical: IntArray | None = None) -> IntArray:
+        out = canonical_ints(ids) if canonical is None else canonical.copy()
         out[out >= self.implicit] = -1
         if self._explicit == 0:
             return out
@@ -252,8 +258,8 @@ class RedisIdTable:
     def ids(self, idx: npt.NDArray[np.integer[Any]]) -> list[str]:
         values = idx.tolist()
         k = self.implicit
-        if all(i < k for i in values):
-            return [str(i) for i in values]
+        if not values or int(idx.max()) < k:
+            return list(map(str, values))
         by_index = {v: name for name, v in self._new.items()}
         remote = sorted({i for i in values if i >= k and i not in by_index})
         if remote:

@@ -28,7 +28,6 @@ from redis.cluster import RedisCluster
 from cdas.core.config import PromptSpec, RunConfig
 from cdas.core.engine import Restored, RunEngine
 from cdas.core.errors import RunNotFoundError, StoreUnavailableError
-from cdas.core.ids import canonical_ints
 from cdas.core.results import parse_results
 from cdas.core.steps import RETAIN_STEPS
 from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
@@ -266,8 +265,7 @@ class RedisStore:
         )
         guess = None
         if parsed is not None:
-            guess = canonical_ints(parsed.prompt_ids)
-            guess = guess[guess >= 0]
+            guess = parsed.canonical[parsed.canonical >= 0]
 
         def body(engine: RunEngine) -> ReportOutcome:
             space = engine.space
