@@ -297,3 +297,25 @@ def test_curriculum_rounds_cannot_exceed_the_admitted_prompts_not_yet_issued(
         coord.next_batch("c", 0, 10, round=1)
     assert_same_state(logical_state(coord, "c"), before)
     assert len(coord.next_batch("c", 0, 9, round=1).prompt_ids) == 9
+
+
+@pytest.mark.parametrize(
+    ("bad", "names"),
+    [
+        ({"prompt_id": "3", "correct": -(2**70), "total": 8}, str(-(2**70))),
+        ({"prompt_id": "3", "correct": 2**70, "total": 8}, str(2**70)),
+        ({"prompt_id": "3", "correct": True, "total": 8}, "True"),
+        ({"prompt_id": "3", "correct": 1.0, "total": 8}, "1.0"),
+        ({"prompt_id": "", "correct": 1, "total": 8}, "''"),
+    ],
+)
+def test_a_bad_value_among_many_good_ones_is_named(
+    seeded: cdas.Coordinator, bad: dict[str, Any], names: str
+) -> None:
+    """The whole-request fast path falls back to the per-result checks, which name the value."""
+    good = [{"prompt_id": str(i), "correct": 1, "total": 8} for i in range(4, 20)]
+    before = logical_state(seeded, "r")
+    with pytest.raises(cdas.InvalidArgumentError) as caught:
+        seeded.report_results("r", 2, [*good, bad])
+    assert names in caught.value.message
+    assert_same_state(logical_state(seeded, "r"), before)
