@@ -45,3 +45,14 @@ def test_bad_arguments_exit_with_usage() -> None:
     assert done.returncode == 2
     assert "sizes 'lots'" in done.stderr
     assert _run("version").stdout.strip() == "0.1.0"
+
+
+def test_bench_redis_quick_runs_against_a_private_server() -> None:
+    done = _run("bench", "redis", "--sizes", "2000", "--steps", "3", "--batch", "256")
+    assert done.returncode == 0, done.stderr
+    row = next(
+        line.split() for line in done.stdout.splitlines() if line.strip().startswith("2,000")
+    )
+    assert float(row[2]) > 0  # the Redis step's median
+    assert row[7] == "3/2"  # round trips: next_batch 3, report_results 2
+    assert "Redis memory <= 150 bytes per prompt" in done.stdout

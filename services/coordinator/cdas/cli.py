@@ -74,6 +74,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_flags(parser: argparse.ArgumentParser, sizes: str) -> None:
+    """The flags every benchmark takes."""
+    parser.add_argument("--sizes", type=_sizes, help=f"prompt counts (default {sizes})")
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--steps", type=int, help="timed steps per size (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdas", description="The CDAS sampling coordinator.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,23 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     core = bench_sub.add_parser("core", help="one CDAS step against the authors'-style step")
-    core.add_argument("--sizes", type=_sizes, help="prompt counts, e.g. 1e4,1e6")
-    core.add_argument("--batch", type=int, default=1024)
-    core.add_argument("--steps", type=int, help="timed library steps per size (default 200)")
+    _bench_flags(core, "1e4,1e5,1e6,4e6")
     core.add_argument("--naive-steps", type=int, help="timed baseline steps per size (default 3)")
-    core.add_argument("--seed", type=int, default=0)
-    core.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    core.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     core.set_defaults(func=cmd_bench_core)
 
     red = bench_sub.add_parser("redis", help="a CDAS step through RedisStore against MemoryStore")
+    _bench_flags(red, "1e5,1e6")
     red.add_argument("--url", help="a Redis to use (default: start a private redis-server)")
-    red.add_argument("--sizes", type=_sizes, help="prompt counts (default 1e5,1e6)")
-    red.add_argument("--batch", type=int, default=1024)
-    red.add_argument("--steps", type=int, help="timed steps per size (default 200)")
-    red.add_argument("--seed", type=int, default=0)
-    red.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    red.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     red.set_defaults(func=cmd_bench_redis)
 
     version = sub.add_parser("version", help="print the version")

@@ -28,6 +28,7 @@ import numpy as np
 
 import cdas
 from cdas.bench.baselines import AuthorsStyleCdas, FullSortCdas
+from cdas.bench.report import table, target
 
 CHUNK = 65536
 
@@ -198,20 +199,32 @@ def report(rows: list[Row], batch: int, steps: int, naive_steps: int, out: TextI
         "(authors'-style baseline); times in ms\n",
         file=out,
     )
-    head = (
-        f"{'N':>10}  {'library':>8}  {'p90':>7}  {'warm-up':>8}  {'authors':>10}  {'speedup':>8}  "
-        f"{'full sort':>9}  {'speedup':>8}  {'bytes/prompt':>12}"
-    )
-    print(head, file=out)
-    print("-" * len(head), file=out)
-    for r in rows:
-        print(
-            f"{r.n:>10,}  {r.library_ms:>8.3f}  {r.library_p90_ms:>7.3f}  {r.warmup_ms:>8.3f}  "
-            f"{r.naive_ms:>10.1f}  "
-            f"{r.naive_ms / r.library_ms:>7.0f}x  {r.fullsort_ms:>9.2f}  "
-            f"{r.fullsort_ms / r.library_ms:>7.1f}x  {r.bytes_per_prompt:>12.0f}",
-            file=out,
-        )
+    columns = [
+        ("N", 10),
+        ("library", 8),
+        ("p90", 7),
+        ("warm-up", 8),
+        ("authors", 10),
+        ("speedup", 8),
+        ("full sort", 9),
+        ("speedup", 8),
+        ("bytes/prompt", 12),
+    ]
+    cells = [
+        [
+            f"{r.n:,}",
+            f"{r.library_ms:.3f}",
+            f"{r.library_p90_ms:.3f}",
+            f"{r.warmup_ms:.3f}",
+            f"{r.naive_ms:.1f}",
+            f"{r.naive_ms / r.library_ms:.0f}x",
+            f"{r.fullsort_ms:.2f}",
+            f"{r.fullsort_ms / r.library_ms:.1f}x",
+            f"{r.bytes_per_prompt:.0f}",
+        ]
+        for r in rows
+    ]
+    table(columns, cells, out)
     print(
         "\nlibrary: median step after the warm-up epoch (p90 beside it); warm-up: median step of a "
         "fresh run's\nfirst epoch (uniform draws); authors: the same step done as the authors' "
@@ -229,10 +242,10 @@ def targets(rows: list[Row]) -> list[str]:
     by_n = {r.n: r for r in rows}
     if 10**6 in by_n:
         r = by_n[10**6]
-        lines.append(_target(f"step at N = 10^6 <= 5 ms: {r.library_ms:.2f} ms", r.library_ms <= 5))
+        lines.append(target(f"step at N = 10^6 <= 5 ms: {r.library_ms:.2f} ms", r.library_ms <= 5))
         speedup = r.naive_ms / r.library_ms
         lines.append(
-            _target(
+            target(
                 f"speedup over the authors' style at N = 10^6 >= 100x: {speedup:.0f}x",
                 speedup >= 100,
             )
@@ -241,14 +254,10 @@ def targets(rows: list[Row]) -> list[str]:
         small, large = min(rows, key=lambda r: r.n), max(rows, key=lambda r: r.n)
         ratio = large.library_ms / small.library_ms
         lines.append(
-            _target(
+            target(
                 f"step at N = {large.n:,} / step at N = {small.n:,} <= 3: {ratio:.2f}", ratio <= 3
             )
         )
     worst = max(r.bytes_per_prompt for r in rows)
-    lines.append(_target(f"memory <= 200 bytes per prompt: {worst:.0f} at most", worst <= 200))
+    lines.append(target(f"memory <= 200 bytes per prompt: {worst:.0f} at most", worst <= 200))
     return lines
-
-
-def _target(text: str, met: bool) -> str:
-    return f"  [{'met' if met else 'MISSED'}] {text}"

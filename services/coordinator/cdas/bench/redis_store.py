@@ -32,6 +32,7 @@ import redis
 
 import cdas
 from cdas.bench.core import CHUNK, Pupils, _results
+from cdas.bench.report import table, target
 
 
 @dataclass
@@ -197,19 +198,32 @@ def report(rows: list[RedisRow], batch: int, steps: int, out: TextIO) -> None:
         f"RedisStore and MemoryStore;\n{steps} steady-state steps each, times in ms\n",
         file=out,
     )
-    head = (
-        f"{'N':>10}  {'register s':>10}  {'redis p50':>9}  {'p99':>7}  {'memory p50':>10}  "
-        f"{'p99':>6}  {'ratio':>6}  {'trips batch/report':>18}  {'redis B/prompt':>14}"
-    )
-    print(head, file=out)
-    print("-" * len(head), file=out)
-    for r in rows:
-        print(
-            f"{r.n:>10,}  {r.register_s:>10.2f}  {r.redis_ms:>9.2f}  {r.redis_p99_ms:>7.2f}  "
-            f"{r.memory_ms:>10.2f}  {r.memory_p99_ms:>6.2f}  {r.redis_ms / r.memory_ms:>5.1f}x  "
-            f"{r.trips_batch:>9}/{r.trips_report:<8}  {r.bytes_per_prompt:>14.0f}",
-            file=out,
-        )
+    columns = [
+        ("N", 10),
+        ("register s", 10),
+        ("redis p50", 9),
+        ("p99", 7),
+        ("memory p50", 10),
+        ("p99", 6),
+        ("ratio", 6),
+        ("trips batch/report", 18),
+        ("redis B/prompt", 14),
+    ]
+    cells = [
+        [
+            f"{r.n:,}",
+            f"{r.register_s:.2f}",
+            f"{r.redis_ms:.2f}",
+            f"{r.redis_p99_ms:.2f}",
+            f"{r.memory_ms:.2f}",
+            f"{r.memory_p99_ms:.2f}",
+            f"{r.redis_ms / r.memory_ms:.1f}x",
+            f"{r.trips_batch}/{r.trips_report}",
+            f"{r.bytes_per_prompt:.0f}",
+        ]
+        for r in rows
+    ]
+    table(columns, cells, out)
     print(
         "\nratio: Redis step over embedded step; trips: round trips to Redis per call (median); "
         "redis B/prompt:\nINFO used_memory after registering and loading the run, minus before, "
@@ -225,25 +239,19 @@ def targets(rows: list[RedisRow]) -> list[str]:
     big = max(rows, key=lambda r: r.n)
     if big.n >= 10**6:
         lines.append(
-            _target(
+            target(
                 f"step at N = {big.n:,} <= 10 ms median: {big.redis_ms:.2f} ms", big.redis_ms <= 10
             )
         )
         lines.append(
-            _target(
+            target(
                 f"{big.n:,} prompts registered in <= 10 s: {big.register_s:.2f} s",
                 big.register_s <= 10,
             )
         )
     worst = max(r.bytes_per_prompt for r in rows)
-    lines.append(
-        _target(f"Redis memory <= 150 bytes per prompt: {worst:.0f} at most", worst <= 150)
-    )
+    lines.append(target(f"Redis memory <= 150 bytes per prompt: {worst:.0f} at most", worst <= 150))
     return lines
-
-
-def _target(text: str, met: bool) -> str:
-    return f"  [{'met' if met else 'MISSED'}] {text}"
 
 
 __all__: list[Any] = ["run"]
