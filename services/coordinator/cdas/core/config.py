@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cdas.core.errors import InvalidArgumentError
+from cdas.core.errors import ConflictError, InvalidArgumentError
 from cdas.core.strategies import normalized_params
 from cdas.core.validate import MAX_STEP, check_int, describe, is_int
 
@@ -117,6 +117,20 @@ class PromptSpec:
         return digest.hexdigest()
 
 
+def check_same_run(
+    run_id: str, config: RunConfig, fingerprint: str, asked: RunConfig, asked_fingerprint: str
+) -> None:
+    """A ``put_run`` of an existing run must describe it exactly; otherwise a conflict."""
+    if config != asked:
+        raise ConflictError(
+            f"run {run_id!r} exists with another config "
+            f"({config.to_dict()}, not {asked.to_dict()})",
+            run_id=run_id,
+        )
+    if fingerprint != asked_fingerprint:
+        raise ConflictError(f"run {run_id!r} exists with another initial prompt set", run_id=run_id)
+
+
 def _id_list(field: str, ids: Any) -> list[str]:
     if isinstance(ids, str | bytes | Mapping) or not isinstance(ids, Sequence):
         raise InvalidArgumentError(
@@ -129,4 +143,4 @@ def _id_list(field: str, ids: Any) -> list[str]:
     return list(ids)
 
 
-__all__ = ["MAX_STEP", "PromptSpec", "RunConfig", "check_seed"]
+__all__ = ["MAX_STEP", "PromptSpec", "RunConfig", "check_same_run", "check_seed"]

@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cdas.core.config import PromptSpec, RunConfig
+from cdas.core.config import PromptSpec, RunConfig, check_same_run
 from cdas.core.engine import Restored, RunEngine
-from cdas.core.errors import ConflictError, InvalidArgumentError, RunNotFoundError
+from cdas.core.errors import InvalidArgumentError, RunNotFoundError
 from cdas.core.steps import RETAIN_STEPS
 from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
 from cdas.store.memory_space import MemorySpace
@@ -33,20 +33,6 @@ class MemoryRun:
         self.space = space
         self.engine = RunEngine(space, retain_steps)
         self.lock = threading.RLock()
-
-
-def check_same_run(
-    run_id: str, config: RunConfig, fingerprint: str, asked: RunConfig, asked_fingerprint: str
-) -> None:
-    """A ``put_run`` of an existing run must describe it exactly; otherwise a conflict."""
-    if config != asked:
-        raise ConflictError(
-            f"run {run_id!r} exists with another config "
-            f"({config.to_dict()}, not {asked.to_dict()})",
-            run_id=run_id,
-        )
-    if fingerprint != asked_fingerprint:
-        raise ConflictError(f"run {run_id!r} exists with another initial prompt set", run_id=run_id)
 
 
 class MemoryStore:
