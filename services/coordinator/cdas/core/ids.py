@@ -14,7 +14,7 @@ Explicit ids get the indexes after the implicit range. Lookups of a batch of B i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,30 @@ def canonical_ints(ids: Sequence[str]) -> IndexArray:
     )
 
 
+def implicit_prefix(ids: Sequence[str], implicit: int) -> int:
+    """How many leading ``ids`` continue the implicit range "0".."implicit-1" (the rule every id
+    table follows while it holds no explicit id)."""
+    k = 0
+    while k < len(ids) and canonical_int(ids[k]) == implicit + k:
+        k += 1
+    return k
+
+
+def check_new(
+    lookup: Callable[[Sequence[str]], IndexArray], ids: Sequence[str], field: str
+) -> None:
+    """Validate ids for registration in a table with this ``lookup``: strings of 1-256 bytes, no
+    duplicates among them or with the registered ones. Raises ``InvalidArgumentError`` naming
+    the first bad id; O(m log m)."""
+    PromptIds.check_names(ids, field)
+    known = lookup(ids)
+    if (known >= 0).any():
+        first = ids[int(np.flatnonzero(known >= 0)[0])]
+        raise InvalidArgumentError(
+            f"prompt id {describe(first)} is already registered", field=field, value=first
+        )
+
+
 class PromptIds:
     """Bidirectional id <-> index map; see the module docstring for the layout."""
 
@@ -77,15 +101,7 @@ class PromptIds:
 
     # ------------------------------------------------------------------ registration
     def check_new(self, ids: Sequence[str], field: str = "ids") -> None:
-        """Validate ids for registration: strings of 1-256 bytes, no duplicates among them or with
-        the registered ones. Raises ``InvalidArgumentError`` naming the first bad id; O(m log m)."""
-        self.check_names(ids, field)
-        known = self.lookup(ids)
-        if (known >= 0).any():
-            first = ids[int(np.flatnonzero(known >= 0)[0])]
-            raise InvalidArgumentError(
-                f"prompt id {describe(first)} is already registered", field=field, value=first
-            )
+        check_new(self.lookup, ids, field)
 
     @staticmethod
     def check_names(ids: Sequence[str], field: str = "ids") -> None:
@@ -107,9 +123,8 @@ class PromptIds:
         """Register ids (checked with ``check_new``) at indexes len(self), len(self) + 1, ..."""
         start = 0
         if self._explicit == 0:  # still purely implicit: extend the implicit range while we can
-            while start < len(ids) and canonical_int(ids[start]) == self._implicit:
-                self._implicit += 1
-                start += 1
+            start = implicit_prefix(ids, self._implicit)
+            self._implicit += start
         if start < len(ids):
             self.add_explicit(ids[start:])
 

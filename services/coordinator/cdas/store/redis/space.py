@@ -16,13 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from cdas.core.config import RunConfig
-from cdas.core.errors import InvalidArgumentError
-from cdas.core.ids import PromptIds, canonical_int, canonical_ints
+from cdas.core.ids import PromptIds, canonical_ints, check_new, implicit_prefix
 from cdas.core.space import Arrays, CoreRows, FloatArray, IntArray, RunScalars
 from cdas.core.steps import RoundRecord, StepRecord, StepStats
 from cdas.core.structures.pool import UniformPool
 from cdas.core.structures.sumtree import SumTree
-from cdas.core.validate import describe
 from cdas.store.redis.keys import RunKeys
 from cdas.store.redis.txn import RemoteSlots, Txn, pack_f8, pack_i8
 
@@ -204,20 +202,13 @@ class RedisIdTable:
         return self.implicit + self._explicit
 
     def check_new(self, ids: Sequence[str], field: str = "ids") -> None:
-        PromptIds.check_names(ids, field)
-        known = self.lookup(ids)
-        if (known >= 0).any():
-            first = ids[int(np.flatnonzero(known >= 0)[0])]
-            raise InvalidArgumentError(
-                f"prompt id {describe(first)} is already registered", field=field, value=first
-            )
+        check_new(self.lookup, ids, field)
 
     def add(self, ids: Sequence[str]) -> None:
         start = 0
         if self._explicit == 0:
-            while start < len(ids) and canonical_int(ids[start]) == self.implicit:
-                self.implicit += 1
-                start += 1
+            start = implicit_prefix(ids, self.implicit)
+            self.implicit += start
         rest = ids[start:]
         if not rest:
             return
