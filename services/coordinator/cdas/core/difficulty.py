@@ -13,9 +13,11 @@ D stays in [-1, 1] (a mean of values in (-1, 1)), hence so does C. With stationa
 iteration converges to the unique fixed point of equation (10),
 ``D*(x) = sigmoid(C* - D*(x)) - S(x)``, ``C* = -mean D*``.
 
-Competence is kept incrementally and without drift by ``CompetenceSum``: the sum of D is held as
-an exact integer of fixed-point units (2**-50), so no sequence of updates can make it drift from a
-fresh recomputation; its only error is the 2**-51 rounding of each D, far below 1e-12.
+Competence is kept incrementally and without drift: a run holds the sum of D as an exact integer
+of fixed-point units (``fixed_sum``: round(D * 2**50) summed in Python integers), changed by the
+difference of the old and new terms at each update, so no sequence of updates can make it drift
+from a fresh recomputation; ``competence`` divides it with one rounding. The only error is the
+2**-51 rounding of each D, far below 1e-12.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ FloatArray = npt.NDArray[np.float64]
 FIXED_BITS = 50
 """D is held in the competence sum as round(D * 2**50); |D| <= 1 keeps each term below 2**50."""
 FIXED_SCALE = float(2**FIXED_BITS)
-_SCALE = FIXED_SCALE
 _CHUNK = 4096  # |sum of 4096 terms| < 2**63: safe int64 partial sums
 
 
@@ -52,7 +53,7 @@ def updated_difficulty(
 
 def to_fixed(D: FloatArray) -> npt.NDArray[np.int64]:
     """round(D * 2**50) as int64 (exact scaling by a power of two, then round-half-even)."""
-    return np.rint(D * _SCALE).astype(np.int64)
+    return np.rint(D * FIXED_SCALE).astype(np.int64)
 
 
 def fixed_sum(values: FloatArray) -> int:
@@ -69,35 +70,4 @@ def competence(sum_fixed: int, n: int) -> float:
     if n == 0:
         return 0.0
     # int / int is correctly rounded in Python, and the power-of-two scale is exact.
-    return (-sum_fixed / n) / _SCALE
-
-
-class CompetenceSum:
-    """Exact running sum of D over all prompts, giving ``C = -sum / N`` in O(1).
-
-    ``add(old, new)`` replaces difficulties ``old`` by ``new`` in O(len) with integer arithmetic,
-    so the sum always equals ``sum(round(D * 2**50))`` over the current D, whatever the history.
-    """
-
-    __slots__ = ("_fixed",)
-
-    def __init__(self, fixed: int = 0) -> None:
-        self._fixed = fixed
-
-    @property
-    def fixed(self) -> int:
-        return self._fixed
-
-    def add(self, old: FloatArray, new: FloatArray) -> None:
-        self._fixed += fixed_sum(new) - fixed_sum(old)
-
-    @classmethod
-    def of(cls, D: FloatArray) -> CompetenceSum:
-        """The sum recomputed from scratch (O(N)); used on restore and by the tests."""
-        out = cls()
-        out.add(np.zeros_like(D), D)
-        return out
-
-    def competence(self, n: int) -> float:
-        """C = -mean(D) over ``n`` prompts; 0 for an empty run. Exact up to one rounding."""
-        return competence(self._fixed, n)
+    return (-sum_fixed / n) / FIXED_SCALE
