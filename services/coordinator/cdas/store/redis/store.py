@@ -45,6 +45,9 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 200
 """Commits a call tries before giving up on a run written too often by others."""
 
+_CONFLICT = object()
+"""What a commit attempt answers when another writer changed the run first."""
+
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError)
 
 
@@ -134,33 +137,48 @@ class RedisStore:
                 space.core.records.absorb(idx[known].tolist(), records[known].tobytes())
         return txn, space, meta[b"version"].decode()
 
+    def _retrying(self, what: str, run_id: str, attempt: Callable[[], Any]) -> Any:
+        """Call ``attempt`` (one read-compute-commit) until it does not answer ``_CONFLICT``."""
+        with _reachable(what):
+            for n in range(MAX_ATTEMPTS):
+                result = attempt()
+                if result is not _CONFLICT:
+                    return result
+                _backoff(n)
+        raise StoreUnavailableError(
+            f"run {run_id!r} changed under {what} {MAX_ATTEMPTS} times in a row; retry later"
+        )
+
+    def _commit(self, txn: Txn, version: str, result: T) -> T | object:
+        """Commit ``txn``: ``result`` when it applied, ``_CONFLICT`` when the run moved on."""
+        if txn.commit(version) < 0:
+            return _CONFLICT
+        self.last_round_trips = txn.round_trips
+        return result
+
     def _transact(
         self,
         what: str,
         run_id: str,
         body: Callable[[RunEngine], T],
         step: int | None = None,
-        idx: Callable[[], np.ndarray | None] | None = None,
+        idx: np.ndarray | None = None,
     ) -> T:
         """Run ``body`` on the run's engine and commit its writes, retrying on conflicts."""
-        with _reachable(what):
-            for attempt in range(MAX_ATTEMPTS):
-                txn, space, version = self._open(run_id, step, idx() if idx else None)
-                if space is None:
-                    raise RunNotFoundError(run_id)
-                engine = RunEngine(space, self.retain_steps)
-                result = body(engine)
-                if not space.changed:
-                    self.last_round_trips = txn.round_trips
-                    return result
-                self._write_state(txn, space)
-                if txn.commit(version) >= 0:
-                    self.last_round_trips = txn.round_trips
-                    return result
-                _backoff(attempt)
-        raise StoreUnavailableError(
-            f"run {run_id!r} changed under {what} {MAX_ATTEMPTS} times in a row; retry later"
-        )
+
+        def attempt() -> T | object:
+            txn, space, version = self._open(run_id, step, idx)
+            if space is None:
+                raise RunNotFoundError(run_id)
+            result = body(RunEngine(space, self.retain_steps))
+            if not space.changed:
+                self.last_round_trips = txn.round_trips
+                return result
+            self._write_state(txn, space)
+            return self._commit(txn, version, result)
+
+        result: T = self._retrying(what, run_id, attempt)
+        return result
 
     @staticmethod
     def _write_state(txn: Txn, space: RedisSpace) -> None:
@@ -193,24 +211,20 @@ class RedisStore:
     # ------------------------------------------------------------------ runs
     def put_run(self, run_id: str, config: RunConfig, prompts: PromptSpec) -> RunInfo:
         fingerprint = prompts.fingerprint()
-        with _reachable("put_run"):
-            for attempt in range(MAX_ATTEMPTS):
-                txn, existing, _ = self._open(run_id)
-                if existing is not None:
-                    check_same_run(
-                        run_id, existing.config, existing.fingerprint, config, fingerprint
-                    )
-                    return RunEngine(existing, self.retain_steps).info(created=False)
-                space = self._fresh(run_id, txn, config, fingerprint)
-                engine = RunEngine(space, self.retain_steps)
-                engine.add_prompts(prompts)
-                info = engine.info(created=True)
-                self._write_state(txn, space)
-                if txn.commit("") >= 0:
-                    self.last_round_trips = txn.round_trips
-                    return info
-                _backoff(attempt)
-        raise StoreUnavailableError(f"run {run_id!r} is being created and deleted too often")
+
+        def attempt() -> RunInfo | object:
+            txn, existing, _ = self._open(run_id)
+            if existing is not None:
+                check_same_run(run_id, existing.config, existing.fingerprint, config, fingerprint)
+                return RunEngine(existing, self.retain_steps).info(created=False)
+            space = self._fresh(run_id, txn, config, fingerprint)
+            engine = RunEngine(space, self.retain_steps)
+            engine.add_prompts(prompts)
+            self._write_state(txn, space)
+            return self._commit(txn, "", engine.info(created=True))
+
+        info: RunInfo = self._retrying("put_run", run_id, attempt)
+        return info
 
     def get_run(self, run_id: str) -> RunInfo:
         return self._transact("get_run", run_id, lambda e: e.info())
@@ -232,17 +246,15 @@ class RedisStore:
         return sorted(out, key=lambda info: info.run_id)
 
     def delete_run(self, run_id: str) -> None:
-        with _reachable("delete_run"):
-            for attempt in range(MAX_ATTEMPTS):
-                txn, space, version = self._open(run_id)
-                if space is None:
-                    raise RunNotFoundError(run_id)
-                for key in self._run_keys(txn, space):
-                    txn.write("del", key)
-                if txn.commit(version) >= 0:
-                    return
-                _backoff(attempt)
-        raise StoreUnavailableError(f"run {run_id!r} changed under delete_run too often")
+        def attempt() -> object | None:
+            txn, space, version = self._open(run_id)
+            if space is None:
+                raise RunNotFoundError(run_id)
+            for key in self._run_keys(txn, space):
+                txn.write("del", key)
+            return self._commit(txn, version, None)
+
+        self._retrying("delete_run", run_id, attempt)
 
     def _run_keys(self, txn: Txn, space: RedisSpace) -> list[str]:
         """Every key of an existing run, its retained steps' keys included."""
@@ -276,7 +288,7 @@ class RedisStore:
                 return engine.report_parsed(step, parsed)
             return engine.report_results(step, results)
 
-        return self._transact("report_results", run_id, body, step=step, idx=(lambda: guess))
+        return self._transact("report_results", run_id, body, step=step, idx=guess)
 
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         return self._transact("get_prompt", run_id, lambda e: e.get_prompt(prompt_id))
@@ -290,21 +302,20 @@ class RedisStore:
 
     def restore(self, run_id: str, data: bytes) -> RunInfo:
         restored = Restored(data)
-        with _reachable("restore"):
-            for attempt in range(MAX_ATTEMPTS):
-                txn, existing, version = self._open(run_id)
-                if existing is not None:
-                    for key in self._run_keys(txn, existing):
-                        txn.write("del", key)
-                space = self._fresh(run_id, txn, restored.config, restored.fingerprint)
-                engine = RunEngine(space, self.retain_steps)
-                engine.load(restored)
-                info = engine.info()
-                self._write_state(txn, space)
-                if txn.commit(version) >= 0:
-                    return info
-                _backoff(attempt)
-        raise StoreUnavailableError(f"run {run_id!r} changed under restore too often")
+
+        def attempt() -> RunInfo | object:
+            txn, existing, version = self._open(run_id)
+            if existing is not None:
+                for key in self._run_keys(txn, existing):
+                    txn.write("del", key)
+            space = self._fresh(run_id, txn, restored.config, restored.fingerprint)
+            engine = RunEngine(space, self.retain_steps)
+            engine.load(restored)
+            self._write_state(txn, space)
+            return self._commit(txn, version, engine.info())
+
+        info: RunInfo = self._retrying("restore", run_id, attempt)
+        return info
 
     def ping(self) -> None:
         with _reachable("ping"):
