@@ -93,14 +93,12 @@ class RedisSumTree(SumTree):
             raise RuntimeError("the sum tree was sampled after being rebuilt in one operation")
         slots, values = self._remote.pending()
         _, cap, _ = self.counters
-        blob = self.txn_call(
+        blob = self._remote.txn.call(
+            "descend",
             [self._remote.key],
             [cap.bit_length() - 1, cap, pack_f8(u), pack_i8(slots), pack_f8(values)],
         )
         return np.frombuffer(blob, dtype="<i8").astype(np.int64)
-
-    def txn_call(self, keys: list[str], args: list[Any]) -> Any:
-        return self._remote.txn.call("descend", keys, args)
 
 
 class RedisFloatArray:
