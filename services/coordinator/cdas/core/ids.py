@@ -180,10 +180,6 @@ class PromptIds:
                 j += 1
         return out
 
-    def index(self, prompt_id: str) -> int:
-        """Index of one id, or -1."""
-        return int(self.lookup([prompt_id])[0])
-
     def ids(self, idx: npt.NDArray[np.integer]) -> list[str]:
         """The ids of indexes ``idx`` (all < len(self)), in order. O(m)."""
         values = idx.tolist()

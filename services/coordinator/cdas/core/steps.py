@@ -55,9 +55,6 @@ class StepRecord:
             return np.zeros(0, dtype=np.int64)
         return np.concatenate([r.ids for r in self.rounds]).astype(np.int64)
 
-    def issued_count(self) -> int:
-        return sum(r.ids.size for r in self.rounds)
-
 
 @dataclass(slots=True)
 class StepStats:
