@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system test lint format typecheck pytest bench demo clean
+.PHONY: install system test lint format typecheck pytest bench bench-service demo serve proto clean
 
 install: $(VENV)/.installed system
 
@@ -42,6 +42,18 @@ typecheck: install
 ## bench: the core benchmark (CDAS step against the authors'-style naive implementation)
 bench: install
 	$(BIN)/cdas bench core
+
+## bench-service: full steps over REST and gRPC on Redis, against the library (issue 4 targets)
+bench-service: install system
+	$(BIN)/cdas bench service
+
+## proto: regenerate services/coordinator/cdas/v1/ from proto/ (a test fails when it is stale)
+proto: install
+	$(BIN)/python proto/generate.py
+
+## serve: the coordinator service (REST :8000, gRPC :50051) on the embedded store
+serve: install
+	$(BIN)/cdas serve
 
 ## demo: the main job on the embedded store
 demo: install

@@ -3,14 +3,20 @@
 Every failure a caller can act on is one of these, raised by the core and the stores and mapped to
 an HTTP status and a gRPC code at one boundary (the service's error table)::
 
-    CdasError                     code             REST  gRPC
-    ├── InvalidArgumentError      invalid_argument 422   INVALID_ARGUMENT
-    ├── NotFoundError             not_found        404   NOT_FOUND
-    │   ├── RunNotFoundError      run_not_found    404   NOT_FOUND
-    │   └── PromptNotFoundError   prompt_not_found 404   NOT_FOUND
-    ├── ConflictError             conflict         409   ABORTED / ALREADY_EXISTS
-    └── StoreUnavailableError     store_unavailable 503  UNAVAILABLE
+    CdasError                     code               REST  gRPC
+    ├── InvalidArgumentError      invalid_argument   422   INVALID_ARGUMENT
+    ├── NotFoundError             not_found          404   NOT_FOUND
+    │   ├── RunNotFoundError      run_not_found      404   NOT_FOUND
+    │   └── PromptNotFoundError   prompt_not_found   404   NOT_FOUND
+    ├── ConflictError             conflict           409   FAILED_PRECONDITION
+    ├── UnauthenticatedError      unauthenticated    401   UNAUTHENTICATED
+    ├── PayloadTooLargeError      payload_too_large  413   RESOURCE_EXHAUSTED
+    ├── MethodNotAllowedError     method_not_allowed 405   UNIMPLEMENTED
+    ├── StoreUnavailableError     store_unavailable  503   UNAVAILABLE
+    │   └── ServiceUnavailableError service_unavailable 503 UNAVAILABLE (client side)
+    └── InternalError             internal           500   INTERNAL
 
+``STATUS`` below is that table in code, the one place both front doors and both clients read.
 A message always names the offending value; ``details`` carries it in machine-readable form.
 An operation that raises one of these has changed nothing.
 """
@@ -76,3 +82,88 @@ class StoreUnavailableError(CdasError):
     """The store cannot be reached; the call may be retried unchanged (every call is idempotent)."""
 
     code = "store_unavailable"
+
+
+class ServiceUnavailableError(StoreUnavailableError):
+    """Raised by the SDK clients when the coordinator itself cannot be reached (connection
+    refused, timeout, a proxy's 502): retried like an unreachable store."""
+
+    code = "service_unavailable"
+
+
+class UnauthenticatedError(CdasError):
+    """A /v1 call (or a gRPC call other than health) without the configured bearer token."""
+
+    code = "unauthenticated"
+
+
+class PayloadTooLargeError(CdasError):
+    """A request body (or gRPC message) larger than the service's limit."""
+
+    code = "payload_too_large"
+
+
+class MethodNotAllowedError(CdasError):
+    """An HTTP method the path does not offer."""
+
+    code = "method_not_allowed"
+
+
+class InternalError(CdasError):
+    """A bug: the service logs the traceback and answers this, never a stack trace."""
+
+    code = "internal"
+
+
+STATUS: dict[str, tuple[int, str]] = {
+    InvalidArgumentError.code: (422, "INVALID_ARGUMENT"),
+    NotFoundError.code: (404, "NOT_FOUND"),
+    RunNotFoundError.code: (404, "NOT_FOUND"),
+    PromptNotFoundError.code: (404, "NOT_FOUND"),
+    ConflictError.code: (409, "FAILED_PRECONDITION"),
+    UnauthenticatedError.code: (401, "UNAUTHENTICATED"),
+    PayloadTooLargeError.code: (413, "RESOURCE_EXHAUSTED"),
+    MethodNotAllowedError.code: (405, "UNIMPLEMENTED"),
+    StoreUnavailableError.code: (503, "UNAVAILABLE"),
+    ServiceUnavailableError.code: (503, "UNAVAILABLE"),
+    InternalError.code: (500, "INTERNAL"),
+}
+"""The error table: each error code's HTTP status and gRPC status code name."""
+
+_BY_CODE: dict[str, type[CdasError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgumentError,
+        NotFoundError,
+        RunNotFoundError,
+        PromptNotFoundError,
+        ConflictError,
+        UnauthenticatedError,
+        PayloadTooLargeError,
+        MethodNotAllowedError,
+        StoreUnavailableError,
+        ServiceUnavailableError,
+        InternalError,
+    )
+}
+
+
+def http_status(error: CdasError) -> int:
+    return STATUS.get(error.code, STATUS[InternalError.code])[0]
+
+
+def grpc_code_name(error: CdasError) -> str:
+    return STATUS.get(error.code, STATUS[InternalError.code])[1]
+
+
+def from_code(code: str, message: str, details: dict[str, Any] | None = None) -> CdasError:
+    """Rebuild the typed error a server reported (the clients raise what the library raises)."""
+    cls = _BY_CODE.get(code, InternalError)
+    error = cls.__new__(cls)
+    CdasError.__init__(error, message, **(details or {}))
+    return error
+
+
+def retryable(error: CdasError) -> bool:
+    """Errors a client may retry unchanged: only an unreachable store (every call is idempotent)."""
+    return isinstance(error, StoreUnavailableError)

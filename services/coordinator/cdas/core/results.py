@@ -66,6 +66,16 @@ class ParsedResults:
         return canonical_ints(self.prompt_ids)
 
 
+def unknown_field(pos: int, name: str) -> InvalidArgumentError:
+    """The error for a result with a field outside the three forms (the REST door says the same)."""
+    return InvalidArgumentError(
+        f"results[{pos}] has unknown field {name!r}; fields are prompt_id and one of "
+        "correct+total, rewards, pass_rate+total",
+        field=f"results[{pos}].{name}",
+        value=name,
+    )
+
+
 def _bad(pos: int, field: str, value: Any, why: str) -> InvalidArgumentError:
     return InvalidArgumentError(
         f"results[{pos}].{field} is {describe(value)}; {why}",
@@ -113,13 +123,7 @@ def _one(pos: int, item: Any, threshold: float) -> tuple[str, float, int, bool]:
         )
     unknown = item.keys() - _FIELDS
     if unknown:
-        name = sorted(map(str, unknown))[0]
-        raise InvalidArgumentError(
-            f"results[{pos}] has unknown field {name!r}; fields are prompt_id and one of "
-            "correct+total, rewards, pass_rate+total",
-            field=f"results[{pos}].{name}",
-            value=name,
-        )
+        raise unknown_field(pos, sorted(map(str, unknown))[0])
     prompt_id = check_prompt_id(item.get("prompt_id"), f"results[{pos}].prompt_id")
     correct, total = item.get("correct"), item.get("total")
     rewards, pass_rate = item.get("rewards"), item.get("pass_rate")

@@ -39,11 +39,25 @@ def decode(data: bytes) -> tuple[dict[str, Any], Arrays]:
         raise InvalidArgumentError(
             "a snapshot is a byte string", field="snapshot", value=type(data).__name__
         )
+    if not bytes(data[:4]) == b"PK\x03\x04":  # an npz archive is a zip file
+        raise InvalidArgumentError(
+            f"not a cdas snapshot: {len(data)} bytes that are not an npz archive",
+            field="snapshot",
+            value=len(data),
+        )
     try:
         with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,
+        TypeError,
+        zipfile.BadZipFile,
+        UnicodeDecodeError,
+    ) as exc:
         raise InvalidArgumentError(
             f"not a cdas snapshot ({type(exc).__name__}: {exc})", field="snapshot", value=len(data)
         ) from exc

@@ -1,9 +1,10 @@
 """The answers the coordinator gives, as plain frozen dataclasses with ``to_dict`` in the shape of
-the REST contract (``shared/API.md``). The library, the REST and the gRPC doors return the same."""
+the REST contract (``shared/API.md``). The library, the REST and the gRPC doors return the same;
+``from_dict`` reads the REST shape back (the SDK's REST client)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -43,6 +44,25 @@ class RunInfo:
             },
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], created: bool = False) -> RunInfo:
+        counts = data["counts"]
+        return cls(
+            run_id=data["run_id"],
+            strategy=data["strategy"],
+            params=data["params"],
+            seed=data["seed"],
+            size=data["size"],
+            step=data["step"],
+            competence=data["competence"],
+            seen=counts["seen"],
+            results=counts["results"],
+            duplicates=counts["duplicates"],
+            rollouts=counts["rollouts"],
+            batches=counts["batches"],
+            created=created,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Batch:
@@ -63,6 +83,10 @@ class Batch:
             "competence": self.competence,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Batch:
+        return cls(**{name: data[name] for name in _fields(cls)})
+
 
 @dataclass(frozen=True, slots=True)
 class ReportOutcome:
@@ -78,6 +102,10 @@ class ReportOutcome:
             "duplicates": self.duplicates,
             "competence": self.competence,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReportOutcome:
+        return cls(**{name: data[name] for name in _fields(cls)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +126,17 @@ class PromptInfo:
             "last_step": self.last_step,
             "label": self.label,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptInfo:
+        return cls(
+            prompt_id=data["prompt_id"],
+            difficulty=data["difficulty"],
+            updates=data["updates"],
+            last_pass_rate=data["last_pass_rate"],
+            last_step=data["last_step"],
+            label=data.get("label"),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +162,10 @@ class StepSummary:
             "results": self.results,
             "rollouts": self.rollouts,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepSummary:
+        return cls(**{name: data[name] for name in _fields(cls)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,3 +193,21 @@ class RunState:
             "histogram": {"edges": self.histogram_edges, "counts": self.histogram_counts},
             "history": [s.to_dict() for s in self.history],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunState:
+        return cls(
+            run_id=data["run_id"],
+            strategy=data["strategy"],
+            step=data["step"],
+            size=data["size"],
+            seen=data["seen"],
+            competence=data["competence"],
+            histogram_edges=data["histogram"]["edges"],
+            histogram_counts=data["histogram"]["counts"],
+            history=[StepSummary.from_dict(s) for s in data["history"]],
+        )
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))

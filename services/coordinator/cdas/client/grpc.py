@@ -1,0 +1,219 @@
+"""The gRPC client: the library's methods over ``cdas.v1.Coordinator`` (a sync channel).
+
+Errors are decoded from the rich status details into the library's typed errors; UNAVAILABLE
+(and a deadline passed) are retried by the ``RetryPolicy`` like the REST client's transport
+failures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+import grpc
+
+from cdas.client.calls import labels_body, result_body
+from cdas.client.retry import NotSentError, RetryPolicy
+from cdas.coordinator import MAX_BATCH
+from cdas.core.config import PromptSpec, RunConfig
+from cdas.core.errors import CdasError, InvalidArgumentError, PayloadTooLargeError
+from cdas.core.params import THRESHOLD
+from cdas.core.results import Result, parse_results
+from cdas.core.validate import check_int, check_prompt_id, check_run_id, check_step, describe
+from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.rpc import messages as wire
+from cdas.rpc.status import DETAILS_KEY, error_of
+from cdas.v1 import coordinator_pb2 as pb
+from cdas.v1 import coordinator_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+MAX_MESSAGE = 256 << 20
+
+
+def _error(exc: grpc.RpcError) -> CdasError:
+    """The typed error of a failed call (the stubs raise errors that are also ``grpc.Call``s)."""
+    call = cast(grpc.Call, exc)
+    code = call.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = call.details() if hasattr(exc, "details") else str(exc)
+    metadata = call.trailing_metadata() if hasattr(exc, "trailing_metadata") else ()
+    error = error_of(code, details or "", metadata)
+    has_details = any(item[0] == DETAILS_KEY for item in metadata or ())
+    if (
+        not has_details
+        and code == grpc.StatusCode.UNAVAILABLE
+        and "connect" in (details or "").lower()
+    ):
+        return NotSentError(error.message, **error.details)
+    if not has_details and code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return PayloadTooLargeError(error.message, **error.details)
+    return error
+
+
+class GrpcClient:
+    """The library's methods over gRPC; ``target`` is ``host:port``.
+
+    _values_the_wire_cannot_carry: proto fields cannot hold everything a Python caller may pass
+    (3.0 and 3 are one Struct number, an empty ``rewards`` list looks absent, an int64 has no room
+    for 2**64, a map no room for a list of labels), so arguments are checked here first with the
+    library's own validators, and the client raises exactly the library's errors. The server
+    validates again.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self._channel = channel or grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+            ],
+        )
+        self._stub = pb_grpc.CoordinatorStub(self._channel)  # type: ignore[no-untyped-call]
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+
+    def _do(self, fn: Callable[[], T], idempotent: bool = True) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                try:
+                    return fn()
+                except grpc.RpcError as exc:
+                    raise _error(exc) from exc
+            except CdasError as error:
+                if not self.retry.should_retry(error, attempt, idempotent):
+                    raise
+                time.sleep(self.retry.delay(attempt))
+
+    def _unary(self, method: Any, request: Any) -> Any:
+        return method(request, timeout=self.timeout, metadata=self._metadata)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> GrpcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # the library's methods (cdas.Coordinator)
+    def put_run(
+        self,
+        run_id: str,
+        strategy: str = "cdas",
+        params: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        prompts: int | Sequence[str] | Mapping[str, Any] | None = None,
+        labels: Mapping[str, float] | Sequence[float] | None = None,
+    ) -> RunInfo:
+        check_run_id(run_id)
+        RunConfig.make(strategy, params, seed)  # see _values_the_wire_cannot_carry
+        PromptSpec.parse(prompts, labels)
+        request = pb.PutRunRequest(
+            run_id=run_id,
+            strategy=strategy,
+            params=wire.struct_of(params),
+            seed=seed,
+            prompts=wire.prompts_message(prompts),
+            labels=labels_body(prompts, labels) or {},
+        )
+        answer = self._do(lambda: self._unary(self._stub.PutRun, request))
+        return wire.run_view(answer.run, created=answer.created)
+
+    def get_run(self, run_id: str) -> RunInfo:
+        request = pb.GetRunRequest(run_id=check_run_id(run_id))
+        return wire.run_view(self._do(lambda: self._unary(self._stub.GetRun, request)))
+
+    def list_runs(self) -> list[RunInfo]:
+        answer = self._do(lambda: self._unary(self._stub.ListRuns, pb.ListRunsRequest()))
+        return [wire.run_view(r) for r in answer.runs]
+
+    def delete_run(self, run_id: str) -> None:
+        request = pb.DeleteRunRequest(run_id=check_run_id(run_id))
+        self._do(lambda: self._unary(self._stub.DeleteRun, request), idempotent=False)
+
+    def add_prompts(
+        self,
+        run_id: str,
+        ids: int | Sequence[str] | Mapping[str, Any],
+        labels: Mapping[str, float] | Sequence[float] | None = None,
+    ) -> int:
+        check_run_id(run_id)
+        PromptSpec.parse(ids, labels)
+        request = pb.AddPromptsRequest(
+            run_id=run_id,
+            prompts=wire.prompts_message(ids),
+            labels=labels_body(ids, labels) or {},
+        )
+        answer = self._do(lambda: self._unary(self._stub.AddPrompts, request), idempotent=False)
+        return int(answer.size)
+
+    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch:
+        check_run_id(run_id)
+        check_step(step)
+        check_int("size", size, 1, MAX_BATCH)
+        check_step(round, "round")
+        request = pb.NextBatchRequest(run_id=run_id, step=step, size=size, round=round)
+        return wire.batch_view(self._do(lambda: self._unary(self._stub.NextBatch, request)))
+
+    def report_results(
+        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result]
+    ) -> ReportOutcome:
+        if isinstance(results, str | bytes | Mapping):
+            raise InvalidArgumentError(
+                f"results is {describe(results)}; it must be a list of results",
+                field="results",
+                value=describe(results),
+            )
+        check_run_id(run_id)
+        check_step(step)
+        plain = [result_body(r) for r in results]
+        request = wire.report_request(run_id, step, plain)
+        if not request.HasField("columns"):
+            parse_results(plain, THRESHOLD.default)  # see _values_the_wire_cannot_carry
+
+        return wire.outcome_view(self._do(lambda: self._unary(self._stub.ReportResults, request)))
+
+    def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
+        request = pb.GetPromptRequest(
+            run_id=check_run_id(run_id), prompt_id=check_prompt_id(prompt_id)
+        )
+        return wire.prompt_view(self._do(lambda: self._unary(self._stub.GetPrompt, request)))
+
+    def get_state(self, run_id: str) -> RunState:
+        request = pb.GetStateRequest(run_id=check_run_id(run_id))
+        return wire.state_view(self._do(lambda: self._unary(self._stub.GetState, request)))
+
+    def snapshot(self, run_id: str) -> bytes:
+        request = pb.SnapshotRequest(run_id=check_run_id(run_id))
+
+        def fetch() -> bytes:
+            chunks = self._stub.Snapshot(request, timeout=self.timeout, metadata=self._metadata)
+            return b"".join(chunk.data for chunk in chunks)
+
+        return self._do(fetch)
+
+    def restore(self, run_id: str, data: bytes) -> RunInfo:
+        check_run_id(run_id)
+
+        def chunks() -> Iterator[pb.RestoreChunk]:
+            for k, chunk in enumerate(wire.snapshot_chunks(bytes(data))):
+                yield pb.RestoreChunk(run_id=run_id if k == 0 else "", data=chunk.data)
+
+        def send() -> Any:
+            return self._stub.Restore(chunks(), timeout=self.timeout, metadata=self._metadata)
+
+        return wire.run_view(self._do(send))

@@ -1,0 +1,425 @@
+"""The REST front door: every endpoint of ``shared/API.md`` over one ``Coordinator``.
+
+Endpoints are plain ``def``s: the stores block (Redis I/O, the embedded store's locks), so
+Starlette runs them on its worker threads. Answers are the views' ``to_dict()`` written with
+``json.dumps`` straight into the response (no per-field re-validation; a batch of 1024 ids costs
+about 0.1 ms). Every error, including FastAPI's own validation and routing errors, leaves as the
+contract's body ``{"error": {"code", "message", "details"}}`` with the status of the error table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Body, Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRouter
+from pydantic import TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import cdas
+from cdas.coordinator import Coordinator
+from cdas.core.errors import (
+    CdasError,
+    InternalError,
+    InvalidArgumentError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    http_status,
+)
+from cdas.core.results import unknown_field
+from cdas.core.validate import describe
+from cdas.service import logs
+from cdas.service.auth import TokenCheck
+from cdas.service.health import Health
+from cdas.service.rest import models
+from cdas.service.settings import ServiceSettings
+
+B = TypeVar("B")
+
+JSON = "application/json"
+OCTETS = "application/octet-stream"
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": models.ErrorBody, "description": why}
+    for status, why in (
+        (401, "missing or wrong bearer token"),
+        (404, "unknown run or prompt"),
+        (409, "conflict with the run's state"),
+        (413, "request body too large"),
+        (422, "invalid input; the message names the value"),
+        (503, "store unreachable; retry"),
+    )
+}
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(
+        json.dumps(data, separators=(",", ":"), allow_nan=False), status, media_type=JSON
+    )
+
+
+class JsonBody(Generic[B]):
+    """A hot endpoint's body (a step's batch request or its 1024 results): validated straight
+    from the raw bytes by pydantic-core (``validate_json``, about twice as fast as parsing then
+    validating), documented in the OpenAPI schema like any other body."""
+
+    def __init__(self, model: type[B]) -> None:
+        self.adapter: TypeAdapter[B] = TypeAdapter(model)
+        self.name = model.__name__
+
+    def parse(self, raw: bytes) -> B:
+        if not raw:
+            raise InvalidArgumentError("request body is empty; send a JSON object", field="body")
+        try:
+            return self.adapter.validate_json(raw)
+        except ValidationError as exc:
+            errors = [dict(e, loc=("body", *e["loc"])) for e in exc.errors()]
+            raise validation_error(errors) from None
+
+    def openapi(self) -> dict[str, Any]:
+        return {
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{self.name}"}}},
+            }
+        }
+
+    def schemas(self) -> dict[str, Any]:
+        schema = self.adapter.json_schema(ref_template="#/components/schemas/{model}")
+        defs = schema.pop("$defs", {})
+        return {self.name: schema, **defs}
+
+
+_BATCH_BODY = JsonBody(models.NextBatchBody)
+_REPORT_BODY = JsonBody(models.ReportBody)
+
+
+def error_response(error: CdasError) -> Response:
+    return _json(error.to_dict(), http_status(error))
+
+
+_UNION_TAGS = frozenset({"CountPrompts", "IdPrompts", "typed-dict"})
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    """``("body", "results", 3, "total")`` -> ``results[3].total``."""
+    out = ""
+    for part in loc[1:] if loc and loc[0] in ("body", "path", "query") else loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in _UNION_TAGS or "[" in str(part) or str(part).startswith("function-"):
+            continue  # pydantic's union-branch tags
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "body"
+
+
+def validation_error(errors: Sequence[Any]) -> InvalidArgumentError:
+    """The first pydantic error as the contract's ``invalid_argument``, naming field and value."""
+    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid", "type": "invalid"}
+    if first.get("type") == "json_invalid":
+        ctx: Any = first.get("ctx") or {}
+        return InvalidArgumentError(
+            f"request body is not valid JSON: {ctx.get('error', first['msg'])}",
+            field="body",
+        )
+    field = _field(tuple(first.get("loc", ())))
+    if field == "body" and isinstance(first.get("input"), bytes | str):
+        return InvalidArgumentError(
+            "request body is not a JSON object (send JSON with Content-Type: application/json)",
+            field="body",
+        )
+    if first.get("type") == "missing":
+        return InvalidArgumentError(f"{field} is missing", field=field)
+    if first.get("type") == "extra_forbidden":
+        loc = tuple(first.get("loc", ()))
+        if len(loc) == 4 and loc[1] == "results" and isinstance(loc[2], int):
+            return unknown_field(loc[2], str(loc[3]))  # the library's words
+        return InvalidArgumentError(f"{field} is not a known field", field=field)
+    value = describe(first.get("input"))
+    return InvalidArgumentError(
+        f"{field} is {value}; {first['msg'][0].lower()}{first['msg'][1:]}",
+        field=field,
+        value=value,
+        errors=len(errors),
+    )
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies over ``limit`` bytes with 413 before the app sees them.
+
+    By Content-Length up front; a body without one (chunked) is read here, counting, and handed
+    to the app whole once it is known to fit. Nothing is applied for a refused request."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        length = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
+        if length is not None and length.isdigit():
+            if int(length) > self.limit:
+                await error_response(self._error(int(length)))(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away: nothing to do
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await error_response(self._error(size))(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _error(self, size: int) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"request body of {size} bytes is over the limit of {self.limit} bytes; "
+            "register large prompt sets in chunks",
+            size=size,
+            limit=self.limit,
+        )
+
+
+def create_app(
+    coordinator: Coordinator,
+    settings: ServiceSettings | None = None,
+    health: Health | None = None,
+) -> FastAPI:
+    """The REST app over ``coordinator`` (token and body limit from ``settings``)."""
+    settings = settings or ServiceSettings()
+    health = health or Health(coordinator.store)
+    tokens = TokenCheck(settings.token)
+    app = FastAPI(
+        title="cdas coordinator",
+        version=cdas.__version__,
+        description="Competence-Difficulty Alignment Sampling and the baselines, for RL training "
+        "of LLMs: trainers ask for each step's prompts and post back pass rates.",
+    )
+    app.state.coordinator = coordinator
+    app.state.health = health
+
+    @app.exception_handler(CdasError)
+    async def on_cdas_error(request: Request, exc: CdasError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(validation_error(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            error: CdasError = NotFoundError(
+                f"no endpoint {request.method} {request.url.path}", path=request.url.path
+            )
+        elif exc.status_code == 405:
+            error = MethodNotAllowedError(
+                f"{request.method} is not offered on {request.url.path}",
+                method=request.method,
+                path=request.url.path,
+            )
+        elif exc.status_code == 400:  # FastAPI: a body it cannot decode (not UTF-8, say)
+            error = InvalidArgumentError(
+                f"request body cannot be read: {exc.detail}; send UTF-8 JSON", field="body"
+            )
+        else:
+            error = InvalidArgumentError(str(exc.detail), status=exc.status_code)
+            return _json(error.to_dict(), exc.status_code)
+        return error_response(error)
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, exc: Exception) -> Response:
+        logs.log.exception("unhandled error", extra={"path": request.url.path})
+        return error_response(InternalError(f"internal error: {type(exc).__name__}"))
+
+    @app.middleware("http")
+    async def access_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        if logs.access.isEnabledFor(20):
+            logs.access.info(
+                "rest",
+                extra={
+                    "door": "rest",
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1e3, 3),
+                },
+            )
+        return response
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+    def authorized(request: Request) -> None:
+        tokens.check(request.headers.get("authorization"))
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses=_ERRORS)
+    c = coordinator
+
+    @v1.put(
+        "/runs/{run_id}",
+        response_model=models.Run,
+        status_code=201,
+        responses={200: {"model": models.Run, "description": "the same run already exists"}},
+        summary="Create a run (201), or find the same one (200)",
+    )
+    def put_run(run_id: str, body: Annotated[models.PutRunBody, Body()]) -> Response:
+        run = c.put_run(
+            run_id,
+            strategy=body.get("strategy", "cdas"),
+            params=body.get("params"),
+            seed=body.get("seed", 0),
+            prompts=body.get("prompts"),
+            labels=body.get("labels"),
+        )
+        return _json(run.to_dict(), 201 if run.created else 200)
+
+    @v1.get("/runs", response_model=models.RunList, summary="Every run")
+    def list_runs() -> Response:
+        return _json({"runs": [r.to_dict() for r in c.list_runs()]})
+
+    @v1.get("/runs/{run_id}", response_model=models.Run, summary="One run")
+    def get_run(run_id: str) -> Response:
+        return _json(c.get_run(run_id).to_dict())
+
+    @v1.delete("/runs/{run_id}", response_model=models.Run, summary="Delete a run (answers it)")
+    def delete_run(run_id: str) -> Response:
+        run = c.get_run(run_id)
+        c.delete_run(run_id)
+        return _json(run.to_dict())
+
+    @v1.post("/runs/{run_id}/prompts", response_model=models.Size, summary="Append prompts")
+    def add_prompts(run_id: str, body: Annotated[models.AddPromptsBody, Body()]) -> Response:
+        if ("ids" in body) == ("count" in body):
+            raise InvalidArgumentError(
+                'give "ids": [...] (or "count": N) to add prompts', field="ids"
+            )
+        prompts: Any = body["ids"] if "ids" in body else body["count"]
+        return _json({"size": c.add_prompts(run_id, prompts, body.get("labels"))})
+
+    @v1.post(
+        "/runs/{run_id}/batches",
+        response_model=models.Batch,
+        openapi_extra=_BATCH_BODY.openapi(),
+        summary="The prompts of (step, round); the same answer for the same request",
+    )
+    async def next_batch(run_id: str, request: Request) -> Response:
+        body = _BATCH_BODY.parse(await request.body())
+        batch = await run_in_threadpool(
+            c.next_batch, run_id, body["step"], body["size"], body.get("round", 0)
+        )
+        return _json(batch.to_dict())
+
+    @v1.post(
+        "/runs/{run_id}/results",
+        response_model=models.ReportResultsAnswer,
+        openapi_extra=_REPORT_BODY.openapi(),
+        summary="Post a step's group results; each (step, prompt) is applied at most once",
+    )
+    async def report_results(run_id: str, request: Request) -> Response:
+        body = _REPORT_BODY.parse(await request.body())
+        outcome = await run_in_threadpool(c.report_results, run_id, body["step"], body["results"])
+        return _json(outcome.to_dict())
+
+    @v1.get(
+        "/runs/{run_id}/prompts/{prompt_id:path}",
+        response_model=models.Prompt,
+        summary="One prompt's difficulty and last result",
+    )
+    def get_prompt(run_id: str, prompt_id: str) -> Response:
+        return _json(c.get_prompt(run_id, prompt_id).to_dict())
+
+    @v1.get("/runs/{run_id}/state", response_model=models.RunState, summary="Dashboard state")
+    def get_state(run_id: str) -> Response:
+        return _json(c.get_state(run_id).to_dict())
+
+    @v1.get(
+        "/runs/{run_id}/snapshot",
+        response_class=Response,
+        responses={200: {"content": {OCTETS: {}}, "description": "the run's whole state"}},
+        summary="The run's whole state (for checkpoints and migrations)",
+    )
+    def get_snapshot(run_id: str) -> Response:
+        return Response(c.snapshot(run_id), media_type=OCTETS)
+
+    @v1.put(
+        "/runs/{run_id}/snapshot",
+        response_model=models.Run,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {OCTETS: {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+        summary="Create or replace a run from a snapshot",
+    )
+    async def put_snapshot(run_id: str, request: Request) -> Response:
+        data = await request.body()
+        run = await run_in_threadpool(c.restore, run_id, data)
+        return _json(run.to_dict())
+
+    app.include_router(v1)
+
+    @app.get("/healthz", summary="Liveness", responses={200: {"description": "alive"}})
+    def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get(
+        "/readyz",
+        response_model=models.Readiness,
+        responses={503: {"model": models.Readiness, "description": "not ready"}},
+        summary="Readiness: the store answers and the service is not draining",
+    )
+    def readyz() -> Response:
+        ready, why = health.readiness()
+        return _json(
+            {"status": "ready" if ready else "unavailable", "store": why}, 200 if ready else 503
+        )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for body in (_BATCH_BODY, _REPORT_BODY):
+                components.update(body.schemas())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,1 @@
+"""Generated from proto/cdas/v1/coordinator.proto by ``make proto``; do not edit."""
