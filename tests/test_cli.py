@@ -56,3 +56,30 @@ def test_bench_redis_quick_runs_against_a_private_server() -> None:
     assert float(row[2]) > 0  # the Redis step's median
     assert row[7] == "3/2"  # round trips: next_batch 3, report_results 2
     assert "Redis memory <= 150 bytes per prompt" in done.stdout
+
+
+def test_bench_service_runs_every_door_against_a_served_process() -> None:
+    done = _run(
+        "bench",
+        "service",
+        "--sizes",
+        "2000",
+        "--steps",
+        "3",
+        "--batch",
+        "128",
+        "--concurrency",
+        "1,2",
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {
+        (cells[0], cells[1]): cells
+        for cells in (line.split() for line in done.stdout.splitlines())
+        if len(cells) == 7 and cells[0] in ("library", "rest", "grpc")
+    }
+    assert set(rows) == {(door, c) for door in ("library", "rest", "grpc") for c in ("1", "2")}
+    for cells in rows.values():
+        assert float(cells[2]) > 0  # p50 ms
+        assert float(cells[4]) > 0  # steps/s
+    assert rows[("library", "1")][5] == "1.00x"  # the baseline's own ratio
+    assert "REST p50 at concurrency 1 <= 10 ms" in done.stdout

@@ -21,6 +21,14 @@ MAX_BATCH = 1 << 24
 """Largest batch one call may ask for."""
 
 
+def check_batch_request(run_id: str, step: int, size: int, round: int) -> None:
+    """``next_batch``'s argument checks (the gRPC client runs them too, before the wire)."""
+    check_run_id(run_id)
+    check_step(step)
+    check_int("size", size, 1, MAX_BATCH)
+    check_step(round, "round")
+
+
 class Coordinator:
     """The public API of the sampling coordinator over one store (``shared/API.md``)."""
 
@@ -53,8 +61,11 @@ class Coordinator:
     def list_runs(self) -> list[RunInfo]:
         return self.store.list_runs()
 
-    def delete_run(self, run_id: str) -> None:
-        self.store.delete_run(check_run_id(run_id))
+    def delete_run(self, run_id: str) -> RunInfo:
+        """Delete the run; returns it as it was (both front doors answer it)."""
+        run = self.store.get_run(check_run_id(run_id))
+        self.store.delete_run(run_id)
+        return run
 
     def add_prompts(
         self,
@@ -69,10 +80,7 @@ class Coordinator:
     # ------------------------------------------------------------------ steps
     def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch:
         """The prompts of ``step`` (round ``round``); the same answer for the same request."""
-        check_run_id(run_id)
-        check_step(step)
-        check_int("size", size, 1, MAX_BATCH)
-        check_step(round, "round")
+        check_batch_request(run_id, step, size, round)
         return self.store.next_batch(run_id, step, size, round)
 
     def report_results(

@@ -108,8 +108,10 @@ def list_runs() -> Call[list[RunInfo]]:
     return Call("GET", "/v1/runs", lambda _s, data: [RunInfo.from_dict(r) for r in data["runs"]])
 
 
-def delete_run(run_id: str) -> Call[None]:
-    return Call("DELETE", _run_path(run_id), lambda _s, _d: None, idempotent=False)
+def delete_run(run_id: str) -> Call[RunInfo]:
+    return Call(
+        "DELETE", _run_path(run_id), lambda _s, data: RunInfo.from_dict(data), idempotent=False
+    )
 
 
 def add_prompts(run_id: str, ids: Any, labels: Any) -> Call[int]:

@@ -15,12 +15,12 @@ import grpc
 
 from cdas.client.calls import labels_body, result_body
 from cdas.client.retry import NotSentError, RetryPolicy
-from cdas.coordinator import MAX_BATCH
+from cdas.coordinator import check_batch_request
 from cdas.core.config import PromptSpec, RunConfig
 from cdas.core.errors import CdasError, InvalidArgumentError, PayloadTooLargeError
 from cdas.core.params import THRESHOLD
 from cdas.core.results import Result, parse_results
-from cdas.core.validate import check_int, check_prompt_id, check_run_id, check_step, describe
+from cdas.core.validate import check_prompt_id, check_run_id, check_step, describe
 from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
 from cdas.rpc import messages as wire
 from cdas.rpc.status import DETAILS_KEY, error_of
@@ -141,9 +141,10 @@ class GrpcClient:
         answer = self._do(lambda: self._unary(self._stub.ListRuns, pb.ListRunsRequest()))
         return [wire.run_view(r) for r in answer.runs]
 
-    def delete_run(self, run_id: str) -> None:
+    def delete_run(self, run_id: str) -> RunInfo:
         request = pb.DeleteRunRequest(run_id=check_run_id(run_id))
-        self._do(lambda: self._unary(self._stub.DeleteRun, request), idempotent=False)
+        answer = self._do(lambda: self._unary(self._stub.DeleteRun, request), idempotent=False)
+        return wire.run_view(answer)
 
     def add_prompts(
         self,
@@ -162,10 +163,7 @@ class GrpcClient:
         return int(answer.size)
 
     def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch:
-        check_run_id(run_id)
-        check_step(step)
-        check_int("size", size, 1, MAX_BATCH)
-        check_step(round, "round")
+        check_batch_request(run_id, step, size, round)
         request = pb.NextBatchRequest(run_id=run_id, step=step, size=size, round=round)
         return wire.batch_view(self._do(lambda: self._unary(self._stub.NextBatch, request)))
 

@@ -141,8 +141,8 @@ class RestClient:
     def list_runs(self) -> list[RunInfo]:
         return self._do(calls.list_runs())
 
-    def delete_run(self, run_id: str) -> None:
-        self._do(calls.delete_run(run_id))
+    def delete_run(self, run_id: str) -> RunInfo:
+        return self._do(calls.delete_run(run_id))
 
     def add_prompts(
         self,
@@ -236,8 +236,8 @@ class AsyncRestClient:
     async def list_runs(self) -> list[RunInfo]:
         return await self._do(calls.list_runs())
 
-    async def delete_run(self, run_id: str) -> None:
-        await self._do(calls.delete_run(run_id))
+    async def delete_run(self, run_id: str) -> RunInfo:
+        return await self._do(calls.delete_run(run_id))
 
     async def add_prompts(
         self,

@@ -102,12 +102,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         return pb.ListRunsResponse(runs=[wire.run_message(r) for r in runs])
 
     async def DeleteRun(self, request: pb.DeleteRunRequest, context: Any) -> pb.Run:
-        def delete() -> Any:
-            run = self.c.get_run(request.run_id)
-            self.c.delete_run(request.run_id)
-            return run
-
-        return wire.run_message(await self._call(context, "DeleteRun", delete))
+        run = await self._call(context, "DeleteRun", self.c.delete_run, request.run_id)
+        return wire.run_message(run)
 
     async def AddPrompts(
         self, request: pb.AddPromptsRequest, context: Any
