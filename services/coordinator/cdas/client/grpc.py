@@ -13,7 +13,7 @@ from typing import Any, TypeVar, cast
 
 import grpc
 
-from cdas.client.calls import labels_body, result_body
+from cdas.client.calls import result_body
 from cdas.client.retry import NotSentError, RetryPolicy
 from cdas.coordinator import check_batch_request
 from cdas.core.config import PromptSpec, RunConfig
@@ -121,14 +121,14 @@ class GrpcClient:
     ) -> RunInfo:
         check_run_id(run_id)
         RunConfig.make(strategy, params, seed)  # see _values_the_wire_cannot_carry
-        PromptSpec.parse(prompts, labels)
+        spec = PromptSpec.parse(prompts, labels)
         request = pb.PutRunRequest(
             run_id=run_id,
             strategy=strategy,
             params=wire.struct_of(params),
             seed=seed,
-            prompts=wire.prompts_message(prompts),
-            labels=labels_body(prompts, labels) or {},
+            prompts=None if prompts is None else wire.prompts_message(spec),
+            labels=spec.labels or {},
         )
         answer = self._do(lambda: self._unary(self._stub.PutRun, request))
         return wire.run_view(answer.run, created=answer.created)
@@ -153,11 +153,9 @@ class GrpcClient:
         labels: Mapping[str, float] | Sequence[float] | None = None,
     ) -> int:
         check_run_id(run_id)
-        PromptSpec.parse(ids, labels)
+        spec = PromptSpec.parse(ids, labels)
         request = pb.AddPromptsRequest(
-            run_id=run_id,
-            prompts=wire.prompts_message(ids),
-            labels=labels_body(ids, labels) or {},
+            run_id=run_id, prompts=wire.prompts_message(spec), labels=spec.labels or {}
         )
         answer = self._do(lambda: self._unary(self._stub.AddPrompts, request), idempotent=False)
         return int(answer.size)

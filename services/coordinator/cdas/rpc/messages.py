@@ -13,6 +13,7 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
+from cdas.core.config import PromptSpec
 from cdas.core.errors import InvalidArgumentError
 from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState, StepSummary
 from cdas.v1 import coordinator_pb2 as pb
@@ -53,21 +54,11 @@ def _opt(message: Any, name: str) -> Any:
 
 
 # ---------------------------------------------------------------- requests (client -> server)
-def prompts_message(prompts: Any) -> pb.Prompts | None:
-    """The ``Prompts`` oneof for what ``Coordinator.put_run`` accepts as ``prompts``.
-
-    Values the proto cannot carry (a float count, a string instead of a list) are passed on in
-    the closest form, so the server's validation names them as the library would."""
-    if prompts is None:
-        return None
-    if isinstance(prompts, Mapping):
-        if set(prompts) == {"count"}:
-            prompts = prompts["count"]
-        elif set(prompts) == {"ids"}:
-            prompts = prompts["ids"]
-    if isinstance(prompts, int) and not isinstance(prompts, bool):
-        return pb.Prompts(count=prompts)
-    return pb.Prompts(ids=pb.IdList(ids=list(prompts)))
+def prompts_message(spec: PromptSpec) -> pb.Prompts:
+    """The ``Prompts`` oneof of a parsed (validated) prompt spec: its ids, or its count."""
+    if spec.ids is not None:
+        return pb.Prompts(ids=pb.IdList(ids=list(spec.ids)))
+    return pb.Prompts(count=spec.count)
 
 
 def prompts_value(message: pb.Prompts | None) -> int | list[str] | None:
