@@ -18,15 +18,11 @@ Targets (issue 4), on a 2-core machine with the load generator on it: at c = 1, 
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
@@ -37,6 +33,7 @@ from cdas.bench.core import Pupils, _results
 from cdas.bench.redis_store import _given, _load, private_redis
 from cdas.bench.report import table, target
 from cdas.client import GrpcClient, RestClient
+from cdas.service.process import serve_process
 
 
 class Trainer(Protocol):
@@ -54,48 +51,6 @@ class ServiceRow:
     steps_per_s: float
     base_p50_ms: float
     base_steps_per_s: float
-
-
-@contextmanager
-def served(url: str) -> Iterator[tuple[int, int]]:
-    """A ``cdas serve`` process on ``url`` (ports picked by the server); yields (rest, grpc)."""
-    command = [
-        sys.executable,
-        "-m",
-        "cdas.cli",
-        "serve",
-        "--store",
-        url,
-        "--port",
-        "0",
-        "--grpc-port",
-        "0",
-        "--log-level",
-        "warning",
-        "--grace",
-        "2",
-    ]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("CDAS_API_TOKEN", None)
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        assert process.stderr is not None
-        ports = None
-        for line in process.stderr:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("msg") == "serving":
-                ports = (int(entry["port"]), int(entry["grpc_port"]))
-                break
-        if ports is None:
-            raise SystemExit(f"cdas serve did not start (exit code {process.wait()})")
-        threading.Thread(target=process.stderr.read, daemon=True).start()  # drain
-        yield ports
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _trainer_loop(
@@ -184,11 +139,11 @@ def run(
             _load(library, "template", n, Pupils(n, seed))
             snapshot = library.snapshot("template")
             runs = [f"trainer-{k}" for k in range(max(levels))]
-            with served(where) as (rest_port, grpc_port):
+            with serve_process("--store", where, "--log-level", "warning", "--grace", "2") as srv:
                 doors: list[tuple[str, Callable[[], Trainer]]] = [
                     ("library", lambda: library),
-                    ("rest", lambda: RestClient(f"http://127.0.0.1:{rest_port}")),
-                    ("grpc", lambda: GrpcClient(f"127.0.0.1:{grpc_port}")),
+                    ("rest", lambda: RestClient(srv.url)),
+                    ("grpc", lambda: GrpcClient(srv.target)),
                 ]
                 for c in levels:
                     base: tuple[float, float, float] | None = None
