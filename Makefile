@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system test lint format typecheck pytest bench bench-service demo serve proto clean
+.PHONY: install system test lint format typecheck pytest bench bench-service demo simulate results calibrate serve proto clean
 
 install: $(VENV)/.installed system
 
@@ -19,7 +19,7 @@ system:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,sim]'
 	touch $@
 
 ## test: install what the tests need, then lint, type-check and run the whole suite
@@ -55,9 +55,21 @@ proto: install
 serve: install
 	$(BIN)/cdas serve
 
-## demo: the main job on the embedded store
+## demo: the main job on the embedded store (serves until Ctrl-C; `make demo ARGS=--exit` stops)
 demo: install
-	$(BIN)/cdas demo
+	$(BIN)/cdas demo $(ARGS)
+
+## simulate: every strategy on the training twin, 3 seeds (plots and tables in sim-out/)
+simulate: install
+	$(BIN)/cdas simulate --out sim-out
+
+## results: regenerate docs/results.md and its plots (docs/results/) from the committed command
+results: install
+	$(BIN)/cdas simulate --steps 110 --seeds 3 --out docs/results --page docs/results.md
+
+## calibrate: refit the twin's free parameters to the paper's Random run (prints them)
+calibrate: install
+	$(BIN)/cdas calibrate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info services/coordinator/*.egg-info

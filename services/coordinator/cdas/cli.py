@@ -1,18 +1,14 @@
-"""The ``cdas`` command line: ``cdas serve``, ``cdas demo``, ``cdas bench core|redis|service``,
-``cdas version``."""
+"""The ``cdas`` command line: ``cdas serve``, ``cdas demo``, ``cdas simulate``, ``cdas calibrate``,
+``cdas bench core|redis|service``, ``cdas version``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import cdas
-
-MATH12K_PROMPTS = 12000
-"""The paper's training set (shared/data/math12k.parquet): prompt ids are its row indexes."""
 
 
 def _progress(message: str) -> None:
@@ -47,32 +43,116 @@ def cmd_bench_redis(args: argparse.Namespace) -> int:
     return 1 if (args.check and missed) else 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from cdas.sim.toy import ToyLearner, train
+def _twin_param(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--param {text!r}: give name=number") from exc
 
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cdas.sim.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        strategies=[s for s in args.strategies.split(",") if s],
+        steps=args.steps,
+        data=args.data,
+        host=args.host,
+        port=args.port,
+        grpc_port=args.grpc_port,
+        out=Path(args.out),
+        exit_when_done=args.exit,
+    )
+    try:
+        return run_demo(options)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"cdas demo: {exc}") from exc
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from cdas.sim import experiment, page, plots, summary
+    from cdas.sim.progress import Progress
+    from cdas.sim.twin import TwinParams
+
+    try:
+        params = TwinParams().with_(**dict(args.param or []))
+        if args.prompts:
+            params = params.with_(prompts=args.prompts)
+        if args.batch:
+            params = params.with_(batch=args.batch)
+    except ValueError as exc:
+        raise SystemExit(f"cdas simulate: {exc}") from exc
     strategies = [s for s in args.strategies.split(",") if s]
-    coord = cdas.Coordinator(cdas.MemoryStore())
-    print(
-        f"cdas demo: {len(strategies)} strategies on {args.prompts:,} prompts (the MATH training "
-        f"set's size), B = {args.batch}, G = 8, {args.steps} steps, toy learner, embedded store\n"
-    )
-    rows = []
-    for name in strategies:
-        started = time.perf_counter()
-        coord.put_run(f"demo-{name}", strategy=name, prompts=args.prompts, seed=args.seed)
-        learner = ToyLearner(args.prompts, seed=args.seed)
-        summary = train(
-            coord, f"demo-{name}", learner, args.steps, args.batch, rounds=name == "dynamic"
+    for flag, value in (("--seeds", args.seeds), ("--steps", args.steps)):
+        if value < 1:
+            raise SystemExit(f"cdas simulate: {flag} {value}: give at least 1")
+    if not strategies:
+        raise SystemExit(f"cdas simulate: --strategies {args.strategies!r}: name at least one")
+    if params.batch > params.prompts:
+        raise SystemExit(
+            f"cdas simulate: --batch {params.batch} is larger than --prompts {params.prompts}"
         )
-        rows.append(summary)
-        _progress(f"{name}: {time.perf_counter() - started:.1f} s")
-    print(f"{'strategy':<14}{'zero-gradient share':>20}{'final accuracy':>16}{'rollouts':>12}")
-    for r in rows:
-        print(f"{r.strategy:<14}{r.zero_gradient:>20.3f}{r.accuracy:>16.3f}{r.rollouts:>12,}")
-    print(
-        "\nzero-gradient share: groups whose G answers were all right or all wrong (no GRPO "
-        "gradient);\naccuracy: the toy model's expected pass rate over all prompts."
+    for name in strategies:
+        if name not in cdas.STRATEGIES:
+            raise SystemExit(
+                f"cdas simulate: strategy {name!r} does not exist; known: {sorted(cdas.STRATEGIES)}"
+            )
+    exp = experiment.Experiment(
+        strategies=strategies,
+        seeds=args.seeds,
+        steps=args.steps,
+        params=params,
+        band_sample=args.band_sample,
+        prefix=args.run_prefix,
     )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(exp.total_steps(), "simulate")
+    tick = lambda r: progress.advance(1, f"{r.strategy} seed {r.seed} step {r.step}")  # noqa: E731
+    if args.url:
+        from cdas.client.rest import RestClient
+
+        with RestClient(args.url, args.token) as client:
+            records = experiment.run(client, exp, on_step=tick)
+    else:
+        records = experiment.run(cdas.Coordinator(cdas.MemoryStore()), exp, on_step=tick)
+    progress.close()
+    rows = summary.summarize(records)
+    experiment.write_csv(records, out / "steps.csv")
+    summary.write_csv(rows, out / "summary.csv")
+    (out / "summary.md").write_text(summary.markdown(rows))
+    pictures = plots.plot_all(records, out)
+    print(summary.text_table(rows))
+    print(f"wrote {out}/steps.csv, summary.csv, summary.md and {len(pictures)} plots")
+    if args.page:
+        page.write(Path(args.page), out, records, exp, command=" ".join(sys.argv[1:]))
+        print(f"wrote {args.page}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from cdas.sim import calibrate
+    from cdas.sim.progress import Progress
+
+    seeds = list(range(args.seeds))
+    progress = Progress(args.iterations, "calibrate")
+    fitted = calibrate.fit(
+        seeds,
+        args.iterations,
+        on_iteration=lambda i, value: progress.advance(1, f"loss {value:.2f}"),
+    )
+    progress.close()
+    print("fitted parameters (copy into TwinParams's defaults):")
+    for name in (*calibrate.FREE, "gpu_hours_per_unit"):
+        print(f"  {name} = {getattr(fitted, name):.4g}")
+    print("\ntarget                 paper   twin")
+    for target, value in zip(
+        calibrate.RANDOM_TARGETS, calibrate.observed(fitted, seeds), strict=True
+    ):
+        print(f"  {target.name:<14} {target.step:>4}  {target.value:.4f}  {value:.4f}")
     return 0
 
 
@@ -156,13 +236,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdas", description="The CDAS sampling coordinator.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="compare strategies on a simulated run (the quick start)")
+    demo = sub.add_parser(
+        "demo", help="the quick start: serve, train simulated runs over REST, show the results"
+    )
     demo.add_argument("--strategies", default="cdas,random,prioritized,dynamic")
-    demo.add_argument("--prompts", type=int, default=MATH12K_PROMPTS)
-    demo.add_argument("--batch", type=int, default=1024)
     demo.add_argument("--steps", type=int, default=110)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--data", help="math12k parquet (default: $CDAS_MATH12K or data/)")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000, help="REST port (0: any free port)")
+    demo.add_argument("--grpc-port", type=int, default=50051, help="gRPC port (0: any free)")
+    demo.add_argument("--out", default="demo-out", help="where the plots and tables go")
+    demo.add_argument("--exit", action="store_true", help="stop serving when the training ends")
     demo.set_defaults(func=cmd_demo)
+
+    sim = sub.add_parser("simulate", help="every strategy on the training twin, with plots")
+    sim.add_argument(
+        "--strategies", default="cdas,random,prioritized,curriculum,dynamic,mopps,learnability"
+    )
+    sim.add_argument("--steps", type=int, default=110)
+    sim.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 per strategy")
+    sim.add_argument("--out", default="sim-out", help="directory for CSV, tables and plots")
+    sim.add_argument("--url", help="a running coordinator's REST address (default: in process)")
+    sim.add_argument("--token", help="its bearer token (default: none)")
+    sim.add_argument("--run-prefix", default="sim", help="run ids: PREFIX-STRATEGY-sSEED")
+    sim.add_argument("--prompts", type=int, help="training prompts (default 12000)")
+    sim.add_argument("--batch", type=int, help="B (default 1024)")
+    sim.add_argument(
+        "--band-sample", type=int, default=32, help="batch prompts read per step for the D band"
+    )
+    sim.add_argument(
+        "--param", action="append", type=_twin_param, help="a twin parameter, name=value"
+    )
+    sim.add_argument("--page", help="also write the results page (docs/results.md)")
+    sim.set_defaults(func=cmd_simulate)
+
+    cal = sub.add_parser("calibrate", help="fit the twin to the paper's Random run")
+    cal.add_argument("--seeds", type=int, default=2)
+    cal.add_argument("--iterations", type=int, default=200)
+    cal.set_defaults(func=cmd_calibrate)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

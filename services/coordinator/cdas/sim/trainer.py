@@ -1,0 +1,182 @@
+"""A simulated GRPO trainer: asks a coordinator for each step's prompts, rolls them out on the twin,
+posts the pass rates back, and trains the twin on the groups a real trainer would keep.
+
+The coordinator is anything with the library's methods: ``cdas.Coordinator`` in process, or the
+SDK's ``RestClient`` / ``GrpcClient`` against a running service; the same seed gives the same
+numbers through each (the tests hold them to it).
+
+One step (plain GRPO): ask for B prompts, roll out G answers each, post the B results, train on
+all B groups (zero-variance ones teach nothing but still count in the batch mean).
+One step under DAPO's dynamic sampling (``rounds=True``): ask for round 0, 1, ... of the step,
+``oversample`` x B prompts each (never more than the prompts not yet issued in the step), post
+every round's results, and stop once B groups with non-zero variance are in hand or the run's
+``max_rounds`` is reached; train on the first B informative groups. Every rollout generated is
+paid for, which is the cost dynamic sampling is compared on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Protocol
+
+import numpy as np
+
+from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo
+from cdas.sim.twin import IntArray, Twin
+
+OVERSAMPLE = 3
+"""DAPO's generation batch, in multiples of the train batch."""
+
+
+class SamplingClient(Protocol):
+    """What the trainer needs of a coordinator: the library's methods (SDK clients have them)."""
+
+    def get_run(self, run_id: str) -> RunInfo: ...
+
+    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch: ...
+
+    def report_results(
+        self, run_id: str, step: int, results: Sequence[Mapping[str, Any]]
+    ) -> ReportOutcome: ...
+
+    def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """What one simulated step did and cost, as the experiment's CSV and plots read it."""
+
+    strategy: str
+    seed: int
+    step: int
+    competence: float
+    """the coordinator's competence the step's batch was chosen with (C_{n-1})"""
+    rounds: int
+    rollouts: int
+    """rollouts generated in the step (every round)"""
+    trained: int
+    """groups trained on"""
+    zero_gradient: float
+    """share of the step's generated groups whose G rewards were all equal"""
+    pass_rate: float
+    """mean pass rate of the step's generated groups"""
+    signal: float
+    """the learning signal: sum of trained groups' normalized variance / B"""
+    accuracy: float
+    """held-out accuracy after the step"""
+    cost: float
+    """the GPU-time proxy of the step, in GPU-hours"""
+    band_low: float
+    band_mid: float
+    band_high: float
+    """10th, 50th and 90th percentile of D over a sample of the batch, read before the results"""
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _indexes(prompt_ids: Sequence[str]) -> IntArray:
+    return np.asarray(prompt_ids, dtype=np.str_).astype(np.int64)
+
+
+def _results(prompt_ids: Sequence[str], k: IntArray, group: int) -> list[dict[str, Any]]:
+    return [
+        {"prompt_id": p, "correct": c, "total": group}
+        for p, c in zip(prompt_ids, k.tolist(), strict=True)
+    ]
+
+
+def _band(
+    client: SamplingClient, run_id: str, prompt_ids: Sequence[str], sample: int, seed: int
+) -> tuple[float, float, float]:
+    """Quantiles of D over ``sample`` prompts of the batch (one ``get_prompt`` each)."""
+    if sample <= 0 or not prompt_ids:
+        return (float("nan"),) * 3
+    picker = np.random.default_rng(seed)
+    chosen = picker.choice(len(prompt_ids), size=min(sample, len(prompt_ids)), replace=False)
+    d = np.array([client.get_prompt(run_id, prompt_ids[i]).difficulty for i in chosen])
+    low, mid, high = np.quantile(d, [0.1, 0.5, 0.9])
+    return float(low), float(mid), float(high)
+
+
+def train(
+    client: SamplingClient,
+    run_id: str,
+    twin: Twin,
+    steps: int,
+    *,
+    rounds: bool = False,
+    band_sample: int = 32,
+    on_step: Callable[[StepRecord], None] | None = None,
+) -> list[StepRecord]:
+    """Drive ``run_id`` for steps 1..``steps``; returns one record per step. O(steps x B)."""
+    info = client.get_run(run_id)
+    p = twin.params
+    max_rounds = int(info.params.get("max_rounds", 10)) if rounds else 1
+    records: list[StepRecord] = []
+    for step in range(1, steps + 1):
+        issued = 0
+        rolled: list[IntArray] = []
+        kept_idx: list[IntArray] = []
+        kept_k: list[IntArray] = []
+        informative = 0
+        competence = float("nan")
+        band = (float("nan"),) * 3
+        done_rounds = 0
+        for round_ in range(max_rounds):
+            size = min(OVERSAMPLE * p.batch, info.size - issued) if rounds else p.batch
+            if size < 1:
+                break
+            batch = client.next_batch(run_id, step, size, round=round_)
+            if round_ == 0:
+                competence = batch.competence
+                band = _band(
+                    client, run_id, batch.prompt_ids, band_sample, twin.seed * 1000003 + step
+                )
+            idx = _indexes(batch.prompt_ids)
+            k = twin.rollout(idx)
+            client.report_results(run_id, step, _results(batch.prompt_ids, k, p.group))
+            issued += idx.size
+            done_rounds += 1
+            rolled.append(k)
+            if rounds:
+                useful = (k > 0) & (k < p.group)
+                take = np.flatnonzero(useful)[: p.batch - informative]
+                kept_idx.append(idx[take])
+                kept_k.append(k[take])
+                informative += take.size
+                if informative >= p.batch:
+                    break
+            else:
+                kept_idx.append(idx)
+                kept_k.append(k)
+        all_k = np.concatenate(rolled)
+        trained_idx, trained_k = np.concatenate(kept_idx), np.concatenate(kept_k)
+        signal = twin.learn(trained_idx, trained_k)
+        units = twin.cost_units(all_k) + p.train_cost * twin.cost_units(trained_k)
+        record = StepRecord(
+            strategy=info.strategy,
+            seed=twin.seed,
+            step=step,
+            competence=competence,
+            rounds=done_rounds,
+            rollouts=all_k.size * p.group,
+            trained=trained_idx.size,
+            zero_gradient=float(np.mean((all_k == 0) | (all_k == p.group))),
+            pass_rate=float(np.mean(all_k)) / p.group,
+            signal=signal,
+            accuracy=twin.accuracy(),
+            cost=units * p.gpu_hours_per_unit,
+            band_low=band[0],
+            band_mid=band[1],
+            band_high=band[2],
+        )
+        records.append(record)
+        if on_step is not None:
+            on_step(record)
+    return records
