@@ -73,7 +73,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from cdas.sim import experiment, page, plots, summary
+    from cdas.sim import experiment, page, summary
     from cdas.sim.progress import Progress
     from cdas.sim.twin import TwinParams
 
@@ -120,11 +120,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         records = experiment.run(cdas.Coordinator(cdas.MemoryStore()), exp, on_step=tick)
     progress.close()
-    rows = summary.summarize(records)
-    experiment.write_csv(records, out / "steps.csv")
-    summary.write_csv(rows, out / "summary.csv")
-    (out / "summary.md").write_text(summary.markdown(rows))
-    pictures = plots.plot_all(records, out)
+    rows, pictures = experiment.save(records, out)
     print(summary.text_table(rows))
     print(f"wrote {out}/steps.csv, summary.csv, summary.md and {len(pictures)} plots")
     if args.page:

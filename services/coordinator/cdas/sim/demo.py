@@ -19,7 +19,7 @@ import cdas
 from cdas.client.rest import RestClient
 from cdas.service.background import BackgroundService
 from cdas.service.settings import ServiceSettings
-from cdas.sim import dataset, experiment, plots, summary
+from cdas.sim import dataset, experiment, summary
 from cdas.sim.progress import Progress
 from cdas.sim.trainer import StepRecord
 from cdas.sim.twin import TwinParams
@@ -78,12 +78,7 @@ def run_demo(options: DemoOptions, wait: threading.Event | None = None) -> int:
             records = experiment.run_parallel(client, exp, on_step=tick)
             progress.close()
             elapsed = time.perf_counter() - started
-            rows = summary.summarize(records)
-            options.out.mkdir(parents=True, exist_ok=True)
-            experiment.write_csv(records, options.out / "steps.csv")
-            summary.write_csv(rows, options.out / "summary.csv")
-            (options.out / "summary.md").write_text(summary.markdown(rows))
-            pictures = plots.plot_all(records, options.out, "(cdas demo)")
+            rows, pictures = experiment.save(records, options.out, "(cdas demo)")
             print(f"\ntrained in {elapsed:.0f} s. Summary (seed 0):\n")
             print(summary.text_table(rows))
             print(

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from cdas.core.errors import RunNotFoundError
 from cdas.core.views import RunInfo
+from cdas.sim import summary
 from cdas.sim.trainer import SamplingClient, StepRecord, train
 from cdas.sim.twin import Twin, TwinParams
 
@@ -142,6 +143,21 @@ def write_csv(records: Sequence[StepRecord], path: Path) -> None:
         writer.writeheader()
         for r in records:
             writer.writerow(r.row())
+
+
+def save(
+    records: Sequence[StepRecord], out: Path, title: str = ""
+) -> tuple[list[summary.Row], list[Path]]:
+    """Everything an experiment leaves behind in ``out``: ``steps.csv``, ``summary.csv``,
+    ``summary.md`` and the plots. Returns the table's rows and the pictures' paths."""
+    from cdas.sim import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = summary.summarize(records)
+    write_csv(records, out / "steps.csv")
+    summary.write_csv(rows, out / "summary.csv")
+    (out / "summary.md").write_text(summary.markdown(rows))
+    return rows, plots.plot_all(records, out, title)
 
 
 def read_csv(path: Path) -> list[StepRecord]:

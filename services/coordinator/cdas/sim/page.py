@@ -36,13 +36,10 @@ def _at(runs: dict[int, list[StepRecord]], step: int, attr: str) -> float:
 
 
 def _window(runs: dict[int, list[StepRecord]], step: int) -> float:
-    w = calibrate.WINDOW
+    """The zero-gradient share at ``step`` as the calibration reads it, averaged over seeds."""
+    target = calibrate.Target("zero_gradient", step, math.nan, 0.0)
     return _mean(
-        [
-            float(np.mean([r.zero_gradient for r in recs[max(0, step - 1 - w) : step + w]]))
-            for recs in runs.values()
-            if len(recs) >= step
-        ]
+        [calibrate.observe(recs, math.nan, target) for recs in runs.values() if len(recs) >= step]
     )
 
 
