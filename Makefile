@@ -7,14 +7,20 @@ BIN    := $(VENV)/bin
 
 install: $(VENV)/.installed system
 
-## system: the system packages the tests use (redis-server, from Debian), where missing
+## system: the Debian packages the tests use, where missing: redis-server, prometheus (the server
+## and promtool), chromium and chromium-driver (the dashboard page's browser tests)
+SYSTEM_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus \
+                   chromium:chromium chromedriver:chromium-driver
 system:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "installing the Debian package redis-server"; \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get install -y -qq redis-server >/dev/null 2>&1 || \
-	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }; }
-	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is missing"; exit 1; }
+	  $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $$missing; }; fi
+	@for pair in $(SYSTEM_PACKAGES); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || { echo "$${pair%%:*} is missing"; exit 1; }; done
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

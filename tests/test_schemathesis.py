@@ -111,6 +111,6 @@ def test_the_schema_has_every_operation() -> None:
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result  # a part of the schema schemathesis cannot read
         operations.add((result.ok().method.upper(), result.ok().path))
-    assert len(operations) == 13
+    assert len(operations) == 14
     assert ("POST", "/v1/runs/{run_id}/results") in operations
     assert ("PUT", "/v1/runs/{run_id}/snapshot") in operations

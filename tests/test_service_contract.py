@@ -70,6 +70,7 @@ MODEL_OF_MESSAGE: dict[str, type] = {
     "Histogram": models.Histogram,
     "StepSummary": models.StepSummary,
     "Result": models.ResultBody,
+    "Prompt": models.Prompt,
 }
 
 SCALARS: dict[int, type] = {
@@ -271,7 +272,7 @@ OPERATIONS: dict[tuple[str, str], str] = {
 }
 """The 11 operations of API.md: REST method and path, and the gRPC method."""
 
-HEALTH_PATHS = {("GET", "/healthz"), ("GET", "/readyz")}
+HEALTH_PATHS = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
 LIBRARY_METHODS = {
     "PutRun": "put_run",

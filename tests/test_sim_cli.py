@@ -255,6 +255,9 @@ def test_demo_serves_trains_and_draws(tmp_path: Path) -> None:
     address = re.search(r"^\s*REST\s+http://127\.0\.0\.1:(\d+)\b", done.stdout, re.MULTILINE)
     assert address is not None, done.stdout
     assert int(address.group(1)) > 0
+    page = re.search(r"^\s*page\s+(http://127\.0\.0\.1:\d+/)\s", done.stdout, re.MULTILINE)
+    assert page is not None, done.stdout
+    assert page.group(1) == f"http://127.0.0.1:{address.group(1)}/"
     assert re.search(r"^\s*gRPC\s+127\.0\.0\.1:[1-9]\d*\s*$", done.stdout, re.MULTILINE)
     assert "12,000 prompts" in done.stdout
     table = [line.split() for line in done.stdout.splitlines()]

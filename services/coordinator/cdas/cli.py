@@ -1,5 +1,5 @@
 """The ``cdas`` command line: ``cdas serve``, ``cdas demo``, ``cdas simulate``, ``cdas calibrate``,
-``cdas bench core|redis|service``, ``cdas version``."""
+``cdas bench core|redis|service|metrics``, ``cdas version``."""
 
 from __future__ import annotations
 
@@ -40,6 +40,16 @@ def cmd_bench_redis(args: argparse.Namespace) -> int:
     steps = args.steps or (20 if args.quick else 200)
     rows = redis_store.run(args.url, sizes, args.batch, steps, args.seed, progress=_progress)
     missed = any("MISSED" in line for line in redis_store.targets(rows))
+    return 1 if (args.check and missed) else 0
+
+
+def cmd_bench_metrics(args: argparse.Namespace) -> int:
+    from cdas.bench import metrics as metrics_bench
+
+    n = args.sizes[0] if args.sizes else (10**4 if args.quick else 10**5)
+    steps = args.steps or (20 if args.quick else 200)
+    result = metrics_bench.run(n, args.batch, steps, args.runs, args.seed, progress=_progress)
+    missed = any("MISSED" in line for line in metrics_bench.targets(result))
     return 1 if (args.check and missed) else 0
 
 
@@ -282,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_flags(red, "1e5,1e6")
     red.add_argument("--url", help="a Redis to use (default: start a private redis-server)")
     red.set_defaults(func=cmd_bench_redis)
+
+    met = bench_sub.add_parser("metrics", help="what the metrics cost: a step, a report, a scrape")
+    _bench_flags(met, "1e5")
+    met.add_argument("--runs", type=int, default=16, help="runs in the scrape (default 16)")
+    met.set_defaults(func=cmd_bench_metrics)
 
     serve = sub.add_parser("serve", help="REST and gRPC in one process")
     serve.add_argument(

@@ -8,7 +8,7 @@ number of coordinators may share one store.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from cdas.core.config import PromptSpec, RunConfig
 from cdas.core.errors import InvalidArgumentError
@@ -20,6 +20,9 @@ from cdas.store.base import Store
 MAX_BATCH = 1 << 24
 """Largest batch one call may ask for."""
 
+MAX_FRONTIER = 1000
+"""Most prompts ``get_state`` lists nearest the competence."""
+
 
 def check_batch_request(run_id: str, step: int, size: int, round: int) -> None:
     """``next_batch``'s argument checks (the gRPC client runs them too, before the wire)."""
@@ -29,11 +32,28 @@ def check_batch_request(run_id: str, step: int, size: int, round: int) -> None:
     check_step(round, "round")
 
 
-class Coordinator:
-    """The public API of the sampling coordinator over one store (``shared/API.md``)."""
+def check_frontier(frontier: int) -> int:
+    """``get_state``'s ``frontier`` (the clients check it too, before the wire)."""
+    return check_int("frontier", frontier, 0, MAX_FRONTIER)
 
-    def __init__(self, store: Store) -> None:
+
+class Observer(Protocol):
+    """Told what the coordinator did, after the store committed it (the metrics). An observer
+    must not raise and must not steer: it sees answers, it changes none."""
+
+    def results_reported(self, run_id: str, outcome: ReportOutcome) -> None: ...
+
+    def run_deleted(self, run_id: str) -> None: ...
+
+
+class Coordinator:
+    """The public API of the sampling coordinator over one store (``shared/API.md``).
+
+    ``observers`` (the service's metrics) hear of each committed report and deleted run."""
+
+    def __init__(self, store: Store, observers: Sequence[Observer] = ()) -> None:
         self.store = store
+        self.observers = list(observers)
 
     # ------------------------------------------------------------------ runs
     def put_run(
@@ -65,6 +85,8 @@ class Coordinator:
         """Delete the run; returns it as it was (both front doors answer it)."""
         run = self.store.get_run(check_run_id(run_id))
         self.store.delete_run(run_id)
+        for observer in self.observers:
+            observer.run_deleted(run_id)
         return run
 
     def add_prompts(
@@ -96,14 +118,20 @@ class Coordinator:
                 field="results",
                 value=describe(results),
             )
-        return self.store.report_results(run_id, step, list(results))
+        outcome = self.store.report_results(run_id, step, list(results))
+        for observer in self.observers:
+            observer.results_reported(run_id, outcome)
+        return outcome
 
     # ------------------------------------------------------------------ reads
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         return self.store.get_prompt(check_run_id(run_id), check_prompt_id(prompt_id))
 
-    def get_state(self, run_id: str) -> RunState:
-        return self.store.get_state(check_run_id(run_id))
+    def get_state(self, run_id: str, frontier: int = 0) -> RunState:
+        """The dashboard state; with ``frontier`` K > 0, also the K prompts with results nearest
+        the competence (K <= 1000; O(N) then)."""
+        check_run_id(run_id)
+        return self.store.get_state(run_id, check_frontier(frontier))
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self, run_id: str) -> bytes:

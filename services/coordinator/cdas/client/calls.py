@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
+from cdas.coordinator import check_frontier
 from cdas.core.errors import InvalidArgumentError
 from cdas.core.results import Result
 from cdas.core.validate import check_prompt_id, check_run_id
@@ -160,8 +161,11 @@ def get_prompt(run_id: str, prompt_id: str) -> Call[PromptInfo]:
     )
 
 
-def get_state(run_id: str) -> Call[RunState]:
-    return Call("GET", _run_path(run_id, "/state"), lambda _s, data: RunState.from_dict(data))
+def get_state(run_id: str, frontier: int = 0) -> Call[RunState]:
+    query = f"?frontier={check_frontier(frontier)}" if frontier else ""
+    return Call(
+        "GET", _run_path(run_id, "/state" + query), lambda _s, data: RunState.from_dict(data)
+    )
 
 
 def snapshot(run_id: str) -> Call[bytes]:

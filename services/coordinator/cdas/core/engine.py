@@ -35,7 +35,7 @@ from cdas.core.space import (
 from cdas.core.steps import RoundRecord, StepRecord, StepStats
 from cdas.core.strategies import Request, Strategy, Update, build
 from cdas.core.validate import describe
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.core.views import AppliedGroups, Batch, PromptInfo, ReportOutcome, RunInfo, RunState
 
 
 def histogram_bins(d: FloatArray) -> IntArray:
@@ -230,6 +230,7 @@ class RunEngine:
                 used[issued.contains(idx)] = issued.competence
         applied = int(fresh.sum())
         duplicates = idx.size - applied
+        groups = None
         if applied:
             sel = idx[fresh]
             pass_rate, total = parsed.pass_rate[fresh], parsed.total[fresh]
@@ -241,7 +242,9 @@ class RunEngine:
             stats = self._stats(step)
             stats.results += applied
             stats.pass_fixed += fixed_sum(pass_rate)
-            stats.zero_gradient += int(parsed.zero_gradient[fresh].sum())
+            zero_gradient = parsed.zero_gradient[fresh]
+            groups = AppliedGroups(update.old_d, update.old_t, pass_rate, total, zero_gradient)
+            stats.zero_gradient += int(zero_gradient.sum())
             rollouts = int(total.sum())
             stats.rollouts += rollouts
             stats.competence = self.view.competence
@@ -250,7 +253,7 @@ class RunEngine:
             scalars.rollouts += rollouts
             self._advance(step)
         scalars.duplicates += duplicates
-        return ReportOutcome(applied, duplicates, self.view.competence)
+        return ReportOutcome(applied, duplicates, self.view.competence, groups)
 
     def _apply(
         self, idx: IntArray, pass_rate: FloatArray, total: IntArray, used: FloatArray, step: int
@@ -305,7 +308,35 @@ class RunEngine:
             created=created,
         )
 
-    def state(self) -> RunState:
+    def frontier(self, k: int) -> list[PromptInfo]:
+        """The ``k`` prompts with results whose D is nearest C (smallest |D - C|, ties by index),
+        by difficulty: where CDAS samples. O(N) (a scan and a partition); for dashboards."""
+        s = self.scalars
+        if k <= 0 or s.seen == 0:
+            return []
+        core = self.space.core.dump(s.n)
+        seen = np.flatnonzero(core["t"] > 0)
+        distance = np.abs(core["d"][seen] - self.view.competence)
+        if k < seen.size:
+            nearest = np.argpartition(distance, k - 1)[:k]
+            seen = seen[np.sort(nearest)]
+        chosen = seen[np.lexsort((seen, core["d"][seen]))]
+        labels = core.get("labels")
+        return [
+            PromptInfo(
+                prompt_id=prompt_id,
+                difficulty=float(core["d"][i]),
+                updates=int(core["t"][i]),
+                last_pass_rate=float(core["last_pass_rate"][i]),
+                last_step=int(core["last_step"][i]),
+                label=None if labels is None or np.isnan(labels[i]) else float(labels[i]),
+            )
+            for i, prompt_id in zip(chosen, self.space.ids.ids(chosen), strict=True)
+        ]
+
+    def state(self, frontier: int = 0, history: bool = True) -> RunState:
+        """The dashboard state; ``history=False`` leaves out the per-step history (the metrics'
+        scrape reads only the current values). ``frontier``: see ``frontier``."""
         s = self.scalars
         return RunState(
             run_id=self.space.run_id,
@@ -316,7 +347,8 @@ class RunEngine:
             competence=self.view.competence,
             histogram_edges=histogram_edges(),
             histogram_counts=list(s.hist),
-            history=[stats.summary() for stats in self.space.steps.all_stats()],
+            history=[stats.summary() for stats in self.space.steps.all_stats()] if history else [],
+            frontier=self.frontier(frontier),
         )
 
     # ------------------------------------------------------------------ snapshots

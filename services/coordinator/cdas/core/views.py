@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:
@@ -89,12 +92,28 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class AppliedGroups:
+    """The groups one report applied, for observers in the same process (the metrics): the
+    difficulty each prompt was trained at (D before this update, meaningful where ``updates``,
+    the prompt's earlier updates, is above 0), its pass rate, its rollouts, and whether its
+    rewards had zero variance. Never sent over the wire."""
+
+    difficulty: npt.NDArray[np.float64]
+    updates: npt.NDArray[np.int32]
+    pass_rate: npt.NDArray[np.float64]
+    total: npt.NDArray[np.int64]
+    zero_gradient: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
 class ReportOutcome:
-    """How many results were applied, how many were duplicates, and the competence after."""
+    """How many results were applied, how many were duplicates, and the competence after;
+    ``groups``: what was applied (in-process answers only; not part of equality)."""
 
     applied: int
     duplicates: int
     competence: float
+    groups: AppliedGroups | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,7 +124,7 @@ class ReportOutcome:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReportOutcome:
-        return cls(**{name: data[name] for name in _fields(cls)})
+        return cls(data["applied"], data["duplicates"], data["competence"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +189,8 @@ class StepSummary:
 
 @dataclass(frozen=True, slots=True)
 class RunState:
-    """What a dashboard shows (``GET /v1/runs/{run_id}/state``)."""
+    """What a dashboard shows (``GET /v1/runs/{run_id}/state``); ``frontier``: the prompts
+    nearest the competence, when asked for (``?frontier=K``)."""
 
     run_id: str
     strategy: str
@@ -181,6 +201,7 @@ class RunState:
     histogram_edges: list[float]
     histogram_counts: list[int]
     history: list[StepSummary] = field(default_factory=list)
+    frontier: list[PromptInfo] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -192,6 +213,7 @@ class RunState:
             "competence": self.competence,
             "histogram": {"edges": self.histogram_edges, "counts": self.histogram_counts},
             "history": [s.to_dict() for s in self.history],
+            "frontier": [p.to_dict() for p in self.frontier],
         }
 
     @classmethod
@@ -206,6 +228,7 @@ class RunState:
             histogram_edges=data["histogram"]["edges"],
             histogram_counts=data["histogram"]["counts"],
             history=[StepSummary.from_dict(s) for s in data["history"]],
+            frontier=[PromptInfo.from_dict(p) for p in data.get("frontier", [])],
         )
 
 

@@ -271,6 +271,7 @@ def state_message(state: RunState) -> pb.RunState:
             )
             for s in state.history
         ],
+        frontier=[prompt_message(p) for p in state.frontier],
     )
 
 
@@ -296,4 +297,5 @@ def state_view(message: pb.RunState) -> RunState:
             )
             for s in message.history
         ],
+        frontier=[prompt_view(p) for p in message.frontier],
     )

@@ -7,6 +7,8 @@ import asyncio
 import threading
 from collections.abc import Callable
 
+from prometheus_client import CollectorRegistry
+
 from cdas.coordinator import Coordinator
 from cdas.service.server import Bound, Service
 from cdas.service.settings import ServiceSettings
@@ -20,8 +22,9 @@ class BackgroundService:
         coordinator: Coordinator,
         settings: ServiceSettings,
         on_close: Callable[[], None] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
-        self.service = Service(coordinator, settings, on_close)
+        self.service = Service(coordinator, settings, on_close, registry)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._serve, name="cdas-service", daemon=True)
 

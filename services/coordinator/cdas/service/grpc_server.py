@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from cdas.coordinator import Coordinator
 from cdas.core.errors import CdasError, InternalError, InvalidArgumentError, PayloadTooLargeError
+from cdas.observe.metrics import Metrics, grpc_operation
 from cdas.rpc import messages as wire
 from cdas.rpc.status import grpc_code, trailing_metadata
 from cdas.service import logs
@@ -39,10 +40,13 @@ Resp = TypeVar("Resp")
 
 
 class CoordinatorService(pb_grpc.CoordinatorServicer):
-    def __init__(self, coordinator: Coordinator, executor: Executor, max_bytes: int) -> None:
+    def __init__(
+        self, coordinator: Coordinator, executor: Executor, max_bytes: int, metrics: Metrics
+    ) -> None:
         self.c = coordinator
         self.executor = executor
         self.max_bytes = max_bytes
+        self.metrics = metrics
 
     async def _call(
         self,
@@ -53,19 +57,22 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     ) -> T:
         started = time.perf_counter()
         status = "OK"
+        code: str | None = None
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
         except CdasError as exc:
-            status = grpc_code(exc).name
+            status, code = grpc_code(exc).name, exc.code
             await context.abort(grpc_code(exc), exc.message, trailing_metadata(exc))
             raise  # not reached: abort raises
         except Exception as exc:
-            status = "INTERNAL"
             logs.log.exception("unhandled error", extra={"rpc": name})
             error = InternalError(f"internal error: {type(exc).__name__}")
+            status, code = "INTERNAL", error.code
             await context.abort(grpc_code(error), error.message, trailing_metadata(error))
             raise
         finally:
+            seconds = time.perf_counter() - started
+            self.metrics.request("grpc", grpc_operation(name), seconds, code)
             if logs.access.isEnabledFor(20):
                 logs.access.info(
                     "grpc",
@@ -73,7 +80,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                         "door": "grpc",
                         "rpc": name,
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1e3, 3),
+                        "duration_ms": round(seconds * 1e3, 3),
                     },
                 )
 
@@ -152,7 +159,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.RunState:
         return wire.state_message(
-            await self._call(context, "GetState", self.c.get_state, request.run_id)
+            await self._call(
+                context, "GetState", self.c.get_state, request.run_id, request.frontier
+            )
         )
 
     async def Snapshot(
@@ -178,6 +187,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                     f"snapshot of over {self.max_bytes} bytes is over the limit",
                     limit=self.max_bytes,
                 )
+                self.metrics.request("grpc", "restore", 0.0, error.code)
                 await context.abort(grpc_code(error), error.message, trailing_metadata(error))
         data = b"".join(parts)
         run = await self._call(context, "Restore", self.c.restore, run_id or "", data)
@@ -188,8 +198,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Refuse calls without the bearer token (health stays open), with UNAUTHENTICATED and the
     same rich details as every other error."""
 
-    def __init__(self, tokens: TokenCheck) -> None:
+    def __init__(self, tokens: TokenCheck, metrics: Metrics) -> None:
         self.tokens = tokens
+        self.metrics = metrics
 
     async def intercept_service(  # type: ignore[override]
         self,
@@ -207,6 +218,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         try:
             self.tokens.check(header if isinstance(header, str) else None)
         except CdasError as exc:
+            self.metrics.request("grpc", grpc_operation(details.method), 0.0, exc.code)
             return _refusal(handler, exc)
         return handler
 
@@ -229,18 +241,19 @@ def _refusal(handler: Any, error: CdasError) -> grpc.RpcMethodHandler[Any, Any]:
 
 
 def create_server(
-    coordinator: Coordinator, settings: ServiceSettings, executor: Executor
+    coordinator: Coordinator, settings: ServiceSettings, executor: Executor, metrics: Metrics
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
-    """An unstarted aio server with the coordinator, health (SERVING) and reflection."""
+    """An unstarted aio server with the coordinator, health (SERVING) and reflection; requests
+    are counted in ``metrics``."""
     options = [
         ("grpc.max_receive_message_length", settings.max_body_bytes),
         ("grpc.max_send_message_length", settings.max_body_bytes),
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(TokenCheck(settings.token))], options=options
+        interceptors=[AuthInterceptor(TokenCheck(settings.token), metrics)], options=options
     )
-    service = CoordinatorService(coordinator, executor, settings.max_body_bytes)
+    service = CoordinatorService(coordinator, executor, settings.max_body_bytes, metrics)
     pb_grpc.add_CoordinatorServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

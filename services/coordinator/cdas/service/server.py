@@ -1,5 +1,6 @@
 """``cdas serve``: REST (uvicorn) and gRPC (grpcio aio) in one process, on one event loop, over one
-``Coordinator``.
+``Coordinator``, with one ``Metrics`` (in the registry given, or a fresh one) that both doors and
+the coordinator report to, exposed at ``GET /metrics``.
 
 Shutdown (SIGTERM or SIGINT) is graceful, in this order:
 
@@ -23,8 +24,10 @@ from typing import Any
 import grpc
 import uvicorn
 from grpc_health.v1.health import aio as health_aio
+from prometheus_client import CollectorRegistry
 
 from cdas.coordinator import Coordinator
+from cdas.observe.metrics import Metrics
 from cdas.service import grpc_server, logs
 from cdas.service.health import Health
 from cdas.service.rest.app import create_app
@@ -59,12 +62,15 @@ class Service:
         coordinator: Coordinator,
         settings: ServiceSettings,
         on_close: Callable[[], None] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.coordinator = coordinator
         self.settings = settings
         self.health = Health(coordinator.store)
+        self.metrics = Metrics(registry or CollectorRegistry(), coordinator.store, self.health)
+        coordinator.observers.append(self.metrics)
         self.executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="cdas-store")
-        self.app = create_app(coordinator, settings, self.health)
+        self.app = create_app(coordinator, settings, self.health, self.metrics)
         self.grpc: grpc.aio.Server | None = None  # made in start(): it binds to the running loop
         self.grpc_health: health_aio.HealthServicer | None = None
         self._on_close = on_close
@@ -74,7 +80,9 @@ class Service:
 
     async def start(self) -> Bound:
         s = self.settings
-        self.grpc, self.grpc_health = grpc_server.create_server(self.coordinator, s, self.executor)
+        self.grpc, self.grpc_health = grpc_server.create_server(
+            self.coordinator, s, self.executor, self.metrics
+        )
         grpc_port = self.grpc.add_insecure_port(f"{s.host}:{s.grpc_port}")
         await self.grpc.start()
         await grpc_server.set_serving(self.grpc_health, True)

@@ -2,7 +2,8 @@
 
 It serves REST and gRPC in this process (a background thread), registers the 12,000 prompts of
 ``math12k`` (ids: row indexes), and trains one twin per strategy against the service, all at once,
-so the runs can be watched while they move (``GET /v1/runs/{run}/state``). It ends with the table
+so the runs can be watched while they move on the built-in page at ``/`` (or
+``GET /v1/runs/{run}/state``). It ends with the table
 and the plots, shows what CDAS chose at its last step, and keeps serving until Ctrl-C (``--exit``:
 stop when done).
 """
@@ -57,7 +58,8 @@ def run_demo(options: DemoOptions, wait: threading.Event | None = None) -> int:
     first = exp.run_id(exp.strategies[0], 0)
     print(
         f"cdas demo: the coordinator serves on the embedded store\n"
-        f"  REST   {rest}   (runs: {rest}/v1/runs, API: {rest}/docs)\n"
+        f"  page   {rest}/   (open it: the runs train live there)\n"
+        f"  REST   {rest}   (runs: {rest}/v1/runs, API: {rest}/docs, metrics: {rest}/metrics)\n"
         f"  gRPC   {bound.host}:{bound.grpc_port}\n"
         f"  watch  curl {rest}/v1/runs/{first}/state\n"
         f"training {len(exp.strategies)} simulated GRPO runs on math12k's {len(data):,} prompts "
@@ -90,7 +92,7 @@ def run_demo(options: DemoOptions, wait: threading.Event | None = None) -> int:
         print(f"plots: {', '.join(str(p) for p in pictures)}\ntables: {options.out}/summary.md")
         if options.exit_when_done:
             return 0
-        print(f"\nstill serving at {rest} (Ctrl-C to stop)", flush=True)
+        print(f"\nstill serving the page at {rest}/ (Ctrl-C to stop)", flush=True)
         try:
             (wait or threading.Event()).wait()
         except KeyboardInterrupt:

@@ -110,9 +110,9 @@ class MemoryStore:
         with self._run(run_id) as run:
             return run.get_prompt(prompt_id)
 
-    def get_state(self, run_id: str) -> RunState:
+    def get_state(self, run_id: str, frontier: int = 0, history: bool = True) -> RunState:
         with self._run(run_id) as run:
-            return run.state()
+            return run.state(frontier, history)
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self, run_id: str) -> bytes:

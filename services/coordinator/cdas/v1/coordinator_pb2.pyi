@@ -228,10 +228,12 @@ class Prompt(_message.Message):
     def __init__(self, prompt_id: _Optional[str] = ..., difficulty: _Optional[float] = ..., updates: _Optional[int] = ..., last_pass_rate: _Optional[float] = ..., last_step: _Optional[int] = ..., label: _Optional[float] = ...) -> None: ...
 
 class GetStateRequest(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("run_id", "frontier")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    FRONTIER_FIELD_NUMBER: _ClassVar[int]
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    frontier: int
+    def __init__(self, run_id: _Optional[str] = ..., frontier: _Optional[int] = ...) -> None: ...
 
 class Histogram(_message.Message):
     __slots__ = ("edges", "counts")
@@ -260,7 +262,7 @@ class StepSummary(_message.Message):
     def __init__(self, step: _Optional[int] = ..., competence: _Optional[float] = ..., mean_pass_rate: _Optional[float] = ..., zero_gradient_ratio: _Optional[float] = ..., batch_size: _Optional[int] = ..., results: _Optional[int] = ..., rollouts: _Optional[int] = ...) -> None: ...
 
 class RunState(_message.Message):
-    __slots__ = ("run_id", "strategy", "step", "size", "seen", "competence", "histogram", "history")
+    __slots__ = ("run_id", "strategy", "step", "size", "seen", "competence", "histogram", "history", "frontier")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
@@ -269,6 +271,7 @@ class RunState(_message.Message):
     COMPETENCE_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    FRONTIER_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     strategy: str
     step: int
@@ -277,7 +280,8 @@ class RunState(_message.Message):
     competence: float
     histogram: Histogram
     history: _containers.RepeatedCompositeFieldContainer[StepSummary]
-    def __init__(self, run_id: _Optional[str] = ..., strategy: _Optional[str] = ..., step: _Optional[int] = ..., size: _Optional[int] = ..., seen: _Optional[int] = ..., competence: _Optional[float] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., history: _Optional[_Iterable[_Union[StepSummary, _Mapping]]] = ...) -> None: ...
+    frontier: _containers.RepeatedCompositeFieldContainer[Prompt]
+    def __init__(self, run_id: _Optional[str] = ..., strategy: _Optional[str] = ..., step: _Optional[int] = ..., size: _Optional[int] = ..., seen: _Optional[int] = ..., competence: _Optional[float] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., history: _Optional[_Iterable[_Union[StepSummary, _Mapping]]] = ..., frontier: _Optional[_Iterable[_Union[Prompt, _Mapping]]] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
     __slots__ = ("run_id",)

@@ -19,6 +19,7 @@ from fastapi import Body, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRouter
+from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -37,6 +38,8 @@ from cdas.core.errors import (
 )
 from cdas.core.results import unknown_field
 from cdas.core.validate import describe
+from cdas.observe import assets
+from cdas.observe.metrics import OPERATIONS, Metrics
 from cdas.service import logs
 from cdas.service.auth import TokenCheck
 from cdas.service.health import Health
@@ -103,7 +106,14 @@ _BATCH_BODY = JsonBody(models.NextBatchBody)
 _REPORT_BODY = JsonBody(models.ReportBody)
 
 
-def error_response(error: CdasError) -> Response:
+ERROR_CODE = "cdas.error"
+"""Where an error answer leaves its code in the ASGI scope, for the request metrics."""
+
+
+def error_response(error: CdasError, scope: Scope | None = None) -> Response:
+    """The contract's error answer; with the request's ``scope``, also noted for the metrics."""
+    if scope is not None:
+        scope[ERROR_CODE] = error.code
     return _json(error.to_dict(), http_status(error))
 
 
@@ -154,15 +164,18 @@ def validation_error(errors: Sequence[Any]) -> InvalidArgumentError:
     )
 
 
-class AccessLog:
-    """ASGI middleware: one structured line per request (method, path, status, duration_ms).
+class RequestObserver:
+    """ASGI middleware, the outermost: per request, one structured access-log line (method,
+    path, status, duration_ms) and, for the API's operations, the request metrics (latency per
+    operation; errors by the code the error answer left in the scope, ``internal`` for a crash).
     Plain ASGI, not ``BaseHTTPMiddleware``, which costs about a millisecond a request."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not logs.access.isEnabledFor(logging.INFO):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -176,17 +189,37 @@ class AccessLog:
 
         try:
             await self.app(scope, receive, sending)
+        except Exception:
+            scope[ERROR_CODE] = InternalError.code
+            raise
         finally:
-            logs.access.info(
-                "rest",
-                extra={
-                    "door": "rest",
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1e3, 3),
-                },
-            )
+            seconds = time.perf_counter() - started
+            self._count(scope, status, seconds)
+            if logs.access.isEnabledFor(logging.INFO):
+                logs.access.info(
+                    "rest",
+                    extra={
+                        "door": "rest",
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(seconds * 1e3, 3),
+                    },
+                )
+
+    def _count(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        name = getattr(route, "name", None)
+        if name in OPERATIONS:
+            operation = str(name)
+        elif scope["path"].startswith("/v1/"):
+            operation = "unknown"  # refused before routing (413), or no such endpoint
+        else:
+            return  # the page, /metrics, health, docs: not API operations
+        code = scope.get(ERROR_CODE)
+        if code is None and status >= 400:
+            code = InternalError.code
+        self.metrics.request("rest", operation, seconds, code)
 
 
 class BodyLimit:
@@ -206,7 +239,7 @@ class BodyLimit:
         length = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
         if length is not None and length.isdigit():
             if int(length) > self.limit:
-                await error_response(self._error(int(length)))(scope, receive, send)
+                await error_response(self._error(int(length)), scope)(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
             return
@@ -219,7 +252,7 @@ class BodyLimit:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.limit:
-                await error_response(self._error(size))(scope, receive, send)
+                await error_response(self._error(size), scope)(scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -248,10 +281,15 @@ def create_app(
     coordinator: Coordinator,
     settings: ServiceSettings | None = None,
     health: Health | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
-    """The REST app over ``coordinator`` (token and body limit from ``settings``)."""
+    """The REST app over ``coordinator`` (token and body limit from ``settings``). Without
+    ``metrics`` it makes its own, in a registry of its own, observing ``coordinator``."""
     settings = settings or ServiceSettings()
     health = health or Health(coordinator.store)
+    if metrics is None:
+        metrics = Metrics(CollectorRegistry(), coordinator.store, health)
+        coordinator.observers.append(metrics)
     tokens = TokenCheck(settings.token)
     app = FastAPI(
         title="cdas coordinator",
@@ -261,14 +299,15 @@ def create_app(
     )
     app.state.coordinator = coordinator
     app.state.health = health
+    app.state.metrics = metrics
 
     @app.exception_handler(CdasError)
     async def on_cdas_error(request: Request, exc: CdasError) -> Response:
-        return error_response(exc)
+        return error_response(exc, request.scope)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(validation_error(exc.errors()))
+        return error_response(validation_error(exc.errors()), request.scope)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -288,16 +327,17 @@ def create_app(
             )
         else:
             error = InvalidArgumentError(str(exc.detail), status=exc.status_code)
+            request.scope[ERROR_CODE] = error.code
             return _json(error.to_dict(), exc.status_code)
-        return error_response(error)
+        return error_response(error, request.scope)
 
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception) -> Response:
         logs.log.exception("unhandled error", extra={"path": request.url.path})
-        return error_response(InternalError(f"internal error: {type(exc).__name__}"))
+        return error_response(InternalError(f"internal error: {type(exc).__name__}"), request.scope)
 
-    app.add_middleware(AccessLog)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestObserver, metrics=metrics)
 
     def authorized(request: Request) -> None:
         tokens.check(request.headers.get("authorization"))
@@ -377,14 +417,15 @@ def create_app(
         return _json(c.get_prompt(run_id, prompt_id).to_dict())
 
     @v1.get("/runs/{run_id}/state", response_model=models.RunState, summary="Dashboard state")
-    def get_state(run_id: str) -> Response:
-        return _json(c.get_state(run_id).to_dict())
+    def get_state(run_id: str, frontier: int = 0) -> Response:
+        return _json(c.get_state(run_id, frontier).to_dict())
 
     @v1.get(
         "/runs/{run_id}/snapshot",
         response_class=Response,
         responses={200: {"content": {OCTETS: {}}, "description": "the run's whole state"}},
         summary="The run's whole state (for checkpoints and migrations)",
+        name="snapshot",
     )
     def get_snapshot(run_id: str) -> Response:
         return Response(c.snapshot(run_id), media_type=OCTETS)
@@ -399,6 +440,7 @@ def create_app(
             }
         },
         summary="Create or replace a run from a snapshot",
+        name="restore",
     )
     async def put_snapshot(run_id: str, request: Request) -> Response:
         data = await request.body()
@@ -422,6 +464,32 @@ def create_app(
         return _json(
             {"status": "ready" if ready else "unavailable", "store": why}, 200 if ready else 503
         )
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+        summary="Prometheus metrics (docs/metrics.md); open, like the health checks",
+    )
+    def metrics_text() -> Response:
+        content, media_type = metrics.exposition()
+        return Response(content, media_type=media_type)
+
+    def page_file(name: str) -> Response:
+        found = assets.read(name)
+        if found is None:
+            raise NotFoundError(f"no page file {name!r}", path=f"/assets/{name}")
+        content, media_type = found
+        return Response(content, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/", include_in_schema=False)
+    def page() -> Response:
+        """The built-in dashboard page (runs, live charts, the frontier); open, like /metrics."""
+        return page_file(assets.INDEX)
+
+    @app.get("/assets/{name}", include_in_schema=False)
+    def page_asset(name: str) -> Response:
+        return page_file(name)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -157,6 +157,9 @@ class RunState(Answer):
     competence: float
     histogram: Histogram
     history: list[StepSummary]
+    frontier: list[Prompt] = Field(
+        description="the prompts with results nearest the competence (?frontier=K), by difficulty"
+    )
 
 
 class ErrorDetail(Answer):

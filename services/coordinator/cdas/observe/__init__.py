@@ -1,0 +1,1 @@
+"""What the coordinator shows of itself: Prometheus metrics and the built-in dashboard page."""
