@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,9 +33,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 import cdas
 from cdas.client import RestClient
 from cdas.service.settings import ServiceSettings
+from cdas.sim.demo import DemoOptions, run_demo
 from cdas.sim.experiment import Experiment, run_parallel
 from cdas.sim.trainer import StepRecord
 from cdas.sim.twin import TwinParams
+from tests.redis_servers import free_port
 from tests.services import rest_url, running_service
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -84,13 +87,15 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
 
 
 def wait_for(
-    driver: WebDriver, what: str, check: Callable[[WebDriver], T], timeout: float = 10
+    driver: WebDriver, what: str, check: Callable[[WebDriver], T | None], timeout: float = 10
 ) -> T:
     """``check``'s first truthy answer within ``timeout`` seconds; fails naming ``what``."""
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(check, what)
+        found = WebDriverWait(driver, timeout, poll_frequency=0.1).until(check, what)
     except Exception as exc:  # TimeoutException, or the check's own error on its last try
         pytest.fail(f"page never showed {what} within {timeout} s: {exc}")
+    assert found is not None  # until() returns only a truthy answer
+    return found
 
 
 def lines(driver: WebDriver, chart: str) -> dict[str, int]:
@@ -362,3 +367,48 @@ def _frontier_rows(driver: WebDriver) -> list[str | None]:
         r.get_attribute("data-prompt")
         for r in driver.find_elements(By.CSS_SELECTOR, "#frontier tbody tr[data-prompt]")
     ]
+
+
+def test_the_demo_prints_the_page_and_the_page_shows_its_runs(
+    browser: WebDriver, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``cdas demo`` as a user meets it: it prints the page's address, and that page lists the
+    demo's runs with their lines drawn."""
+    options = DemoOptions(
+        strategies=("cdas", "random"),
+        steps=4,
+        port=free_port(),
+        grpc_port=free_port(),
+        out=tmp_path / "demo-out",
+    )
+    release = threading.Event()
+    demo = threading.Thread(target=run_demo, args=(options, release), daemon=True)
+    demo.start()
+    try:
+        deadline = time.monotonic() + 120
+        printed = ""
+        while "still serving the page" not in printed:
+            assert demo.is_alive(), f"the demo stopped:\n{printed}"
+            assert time.monotonic() < deadline, f"the demo never finished:\n{printed}"
+            time.sleep(0.2)
+            printed += capsys.readouterr().out
+        page = re.search(r"^\s*page\s+(http://\S+/)\s", printed, re.MULTILINE)
+        assert page is not None, printed
+        browser.get(page.group(1))
+        runs = ["demo-cdas-s0", "demo-random-s0"]
+
+        def listed(d: WebDriver) -> list[str] | None:
+            rows = d.find_elements(By.CSS_SELECTOR, "#runs [data-run]")
+            return [str(r.get_attribute("data-run")) for r in rows] or None
+
+        def drawn(d: WebDriver) -> dict[str, int] | None:
+            found = lines(d, "competence")
+            return found if set(found) == set(runs) else None
+
+        assert sorted(wait_for(browser, "the demo's runs in the table", listed)) == runs
+        points = wait_for(browser, "a competence line per demo run", drawn)
+        assert all(n == options.steps for n in points.values()), points
+    finally:
+        release.set()
+        demo.join(timeout=60)
+    assert not demo.is_alive()

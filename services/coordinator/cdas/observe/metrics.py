@@ -103,7 +103,6 @@ class RunTallies:
     difficulty_counts: npt.NDArray[np.int64] = field(
         default_factory=lambda: np.zeros(len(DIFFICULTY_BUCKETS) + 1, dtype=np.int64)
     )
-    difficulty_sum: float = 0.0
     pass_counts: npt.NDArray[np.int64] = field(
         default_factory=lambda: np.zeros(
             (len(DIFFICULTY_BINS), len(PASS_RATE_BUCKETS) + 1), dtype=np.int64
@@ -128,7 +127,6 @@ class RunTallies:
             np.searchsorted(DIFFICULTY_BUCKETS, d[known], side="left"),
             minlength=self.difficulty_counts.size,
         )
-        self.difficulty_sum += float(d[known].sum())
         rows = np.where(
             known,
             np.clip(((d + 1.0) / 0.2).astype(np.int64), 0, len(DIFFICULTY_BINS) - 2),
@@ -213,7 +211,6 @@ class Metrics:
                     t.zero_gradient,
                     t.rollouts,
                     t.difficulty_counts.copy(),
-                    t.difficulty_sum,
                     t.pass_counts.copy(),
                     t.pass_sums.copy(),
                 )
@@ -263,10 +260,10 @@ class _TallyCollector(Collector):
         for run_id, t in sorted(runs.items()):
             for name, family in counters.items():
                 family.add_metric([run_id], getattr(t, name))
+            # No _sum/_count: OpenMetrics forbids them on a histogram with negative buckets
+            # (prometheus_client drops them); the count is the +Inf bucket.
             difficulty.add_metric(
-                [run_id],
-                _cumulative(DIFFICULTY_BUCKETS, t.difficulty_counts),
-                t.difficulty_sum,
+                [run_id], _cumulative(DIFFICULTY_BUCKETS, t.difficulty_counts), sum_value=None
             )
             for k, label in enumerate(DIFFICULTY_BINS):
                 pass_rate.add_metric(
@@ -368,11 +365,11 @@ class StoreCollector(Collector):
                 step.add_metric(run, state.step)
             if state.seen:
                 mean.add_metric(run, -state.competence * state.size / state.seen)
-            counts = np.asarray(state.histogram_counts, dtype=np.int64)
-            edges = (*state.histogram_edges[1:-1], float("inf"))
+            # upper edges -0.95 .. 1 (the last bin is closed at 1), then +Inf with nothing more
+            counts = np.asarray([*state.histogram_counts, 0], dtype=np.int64)
             distribution.add_metric(
                 run,
-                [(_le(b), float(c)) for b, c in zip(edges, np.cumsum(counts), strict=True)],
+                _cumulative(tuple(state.histogram_edges[1:]), counts),
                 gsum_value=-state.competence * state.size,
             )
         yield from (run_info, competence, step, size, seen, mean, distribution)
