@@ -317,9 +317,11 @@ class RunEngine:
         core = self.space.core.dump(s.n)
         seen = np.flatnonzero(core["t"] > 0)
         distance = np.abs(core["d"][seen] - self.view.competence)
-        if k < seen.size:
-            nearest = np.argpartition(distance, k - 1)[:k]
-            seen = seen[np.sort(nearest)]
+        if k < seen.size:  # the k smallest distances; at the cut, the lowest indexes
+            cut = np.partition(distance, k - 1)[k - 1]
+            inside = np.flatnonzero(distance < cut)
+            ties = np.flatnonzero(distance == cut)[: k - inside.size]
+            seen = seen[np.sort(np.concatenate([inside, ties]))]
         chosen = seen[np.lexsort((seen, core["d"][seen]))]
         labels = core.get("labels")
         return [

@@ -111,6 +111,7 @@ class RunTallies:
     pass_sums: npt.NDArray[np.float64] = field(
         default_factory=lambda: np.zeros(len(DIFFICULTY_BINS))
     )
+    since: int = 0  # ``Metrics``'s creation sequence number when the run was first counted
 
     def add(self, outcome: ReportOutcome) -> None:
         """Count one committed report. O(B) with numpy."""
@@ -159,6 +160,7 @@ class Metrics:
         self.registry = registry
         self._lock = threading.Lock()
         self._runs: dict[str, RunTallies] = {}
+        self._created = 0  # tallies created so far: orders them against a scrape's listing
         self.latency = PromHistogram(
             f"{PREFIX}_request_duration_seconds",
             "Time to answer one request, errors included (_count: the requests).",
@@ -172,21 +174,38 @@ class Metrics:
             ["transport", "operation", "code"],
             registry=registry,
         )
+        # the store's gauges first: their listing of the runs prunes the tallies of deleted runs
+        # before the same scrape exposes the tallies
+        registry.register(StoreCollector(store, health, self))
         registry.register(_TallyCollector(self))
-        registry.register(StoreCollector(store, health))
 
     # ------------------------------------------------------------------ the coordinator's observer
     def results_reported(self, run_id: str, outcome: ReportOutcome) -> None:
         with self._lock:
             tallies = self._runs.get(run_id)
             if tallies is None:
-                tallies = self._runs[run_id] = RunTallies()
+                self._created += 1
+                tallies = self._runs[run_id] = RunTallies(since=self._created)
             tallies.add(outcome)
 
     def run_deleted(self, run_id: str) -> None:
         """Forget the run's series (a deleted run leaves no stale lines on dashboards)."""
         with self._lock:
             self._runs.pop(run_id, None)
+
+    def mark(self) -> int:
+        """Taken before a scrape lists the store's runs: see ``forget_unlisted``."""
+        with self._lock:
+            return self._created
+
+    def forget_unlisted(self, mark: int, listed: set[str]) -> None:
+        """Forget the runs counted before ``mark`` that the store no longer lists: deleted
+        through another replica, which this process's ``run_deleted`` never heard of. A run first
+        counted after the mark may be newer than the listing, so it stays."""
+        with self._lock:
+            for run_id in [r for r, t in self._runs.items() if t.since <= mark]:
+                if run_id not in listed:
+                    del self._runs[run_id]
 
     # ------------------------------------------------------------------ the doors
     def request(
@@ -213,6 +232,7 @@ class Metrics:
                     t.difficulty_counts.copy(),
                     t.pass_counts.copy(),
                     t.pass_sums.copy(),
+                    t.since,
                 )
                 for run_id, t in self._runs.items()
             }
@@ -280,11 +300,15 @@ class StoreCollector(Collector):
     """Gauges read from the store at scrape time: the runs' current values and store health.
 
     When the store does not answer, ``cdas_store_up`` is 0 and the run gauges are left out (a
-    scrape never fails because the store does)."""
+    scrape never fails because the store does). With ``metrics``, each listing of the runs also
+    prunes the tallies of runs deleted elsewhere (``Metrics.forget_unlisted``)."""
 
-    def __init__(self, store: Store, health: Health | None = None) -> None:
+    def __init__(
+        self, store: Store, health: Health | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.store = store
         self.health = health
+        self.metrics = metrics
         self.store_name = type(store).__name__.removesuffix("Store").lower() or "custom"
 
     def collect(self) -> Iterator[Metric]:
@@ -319,10 +343,13 @@ class StoreCollector(Collector):
 
     def _states(self) -> list[RunState]:
         states = []
+        mark = self.metrics.mark() if self.metrics is not None else 0
         try:
             runs = self.store.list_runs()
         except CdasError:
             return []
+        if self.metrics is not None:
+            self.metrics.forget_unlisted(mark, {run.run_id for run in runs})
         for run in runs:
             try:
                 states.append(self.store.get_state(run.run_id, history=False))

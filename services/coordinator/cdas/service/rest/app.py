@@ -210,6 +210,8 @@ class RequestObserver:
     def _count(self, scope: Scope, status: int, seconds: float) -> None:
         route = scope.get("route")
         name = getattr(route, "name", None)
+        if scope["method"] not in getattr(route, "methods", ()):
+            name = None  # a 405: the path matched this route, the method did not
         if name in OPERATIONS:
             operation = str(name)
         elif scope["path"].startswith("/v1/"):
