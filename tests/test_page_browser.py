@@ -298,6 +298,9 @@ def test_page_draws_the_runs_live_and_matches_the_api(browser: WebDriver) -> Non
         )
         assert loaded, "the page loaded nothing"
         assert all(u.startswith(rest_url(service.bound)) for u in loaded), loaded
+        # light: once a run's history is read, a poll asks only for its latest steps
+        tails = [u for u in loaded if f"/v1/runs/{selected}/state" in u and "history_from=" in u]
+        assert tails, [u for u in loaded if "/state" in u]
         logged: Any = browser.get_log("browser")  # type: ignore[no-untyped-call]
         errors = [e for e in logged if e["level"] == "SEVERE"]
         assert not errors, errors

@@ -292,3 +292,33 @@ def test_frontier_out_of_range_is_refused_by_the_library_the_clients_and_grpc(
         assert len(answer.frontier) == coord.get_state("r").seen
         assert rpc.get_state("r", 1000) == coord.get_state("r", frontier=1000)
     assert_same_state(logical_state(coord, "r"), before)
+
+
+def test_history_from_gives_the_tail_of_the_history(coord: cdas.Coordinator) -> None:
+    """``history_from=S``: the history entries of steps >= S, equal to the whole history's tail;
+    everything else in the state is unchanged (the page polls only the steps it has not seen)."""
+    train(coord, "r")
+    whole = coord.get_state("r", frontier=5)
+    assert [h.step for h in whole.history] == list(range(STEPS))
+    for start in (0, 1, STEPS - 1, STEPS, 10**6):
+        tail = coord.get_state("r", frontier=5, history_from=start)
+        assert tail.history == [h for h in whole.history if h.step >= start]
+        assert dataclasses.replace(tail, history=whole.history) == whole
+
+
+def test_history_from_is_the_same_over_every_door() -> None:
+    coordinator = cdas.Coordinator(cdas.MemoryStore())
+    train(coordinator, "r")
+    expected = coordinator.get_state("r", frontier=3, history_from=4)
+    assert [h.step for h in expected.history] == [4, 5]
+    with running_service(coordinator) as service:
+        with RestClient(rest_url(service.bound)) as rest:
+            assert rest.get_state("r", 3, history_from=4) == expected
+        with GrpcClient(grpc_target(service.bound)) as rpc:
+            assert rpc.get_state("r", 3, history_from=4) == expected
+        for bad in ("-1", "x", "2147483648"):
+            answer = httpx.get(f"{rest_url(service.bound)}/v1/runs/r/state?history_from={bad}")
+            assert_rest_error(answer, "invalid_argument")
+            assert answer.json()["error"]["details"]["field"] == "history_from"
+    with pytest.raises(cdas.InvalidArgumentError, match="history_from"):
+        coordinator.get_state("r", history_from=-1)

@@ -32,9 +32,11 @@ def check_batch_request(run_id: str, step: int, size: int, round: int) -> None:
     check_step(round, "round")
 
 
-def check_frontier(frontier: int) -> int:
-    """``get_state``'s ``frontier`` (the clients check it too, before the wire)."""
-    return check_int("frontier", frontier, 0, MAX_FRONTIER)
+def check_state_request(run_id: str, frontier: int, history_from: int) -> None:
+    """``get_state``'s argument checks (the clients run them too, before the wire)."""
+    check_run_id(run_id)
+    check_int("frontier", frontier, 0, MAX_FRONTIER)
+    check_step(history_from, "history_from")
 
 
 class Observer(Protocol):
@@ -127,11 +129,12 @@ class Coordinator:
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         return self.store.get_prompt(check_run_id(run_id), check_prompt_id(prompt_id))
 
-    def get_state(self, run_id: str, frontier: int = 0) -> RunState:
+    def get_state(self, run_id: str, frontier: int = 0, history_from: int = 0) -> RunState:
         """The dashboard state; with ``frontier`` K > 0, also the K prompts with results nearest
-        the competence (K <= 1000; O(N) then)."""
-        check_run_id(run_id)
-        return self.store.get_state(run_id, check_frontier(frontier))
+        the competence (K <= 1000; O(N) then). The history holds the steps >= ``history_from``
+        (a dashboard that polls asks only for the steps it has not seen complete)."""
+        check_state_request(run_id, frontier, history_from)
+        return self.store.get_state(run_id, frontier, history_from=history_from)
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self, run_id: str) -> bytes:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from cdas.coordinator import check_frontier
+from cdas.coordinator import check_state_request
 from cdas.core.errors import InvalidArgumentError
 from cdas.core.results import Result
 from cdas.core.validate import check_prompt_id, check_run_id
@@ -161,8 +161,11 @@ def get_prompt(run_id: str, prompt_id: str) -> Call[PromptInfo]:
     )
 
 
-def get_state(run_id: str, frontier: int = 0) -> Call[RunState]:
-    query = f"?frontier={check_frontier(frontier)}" if frontier else ""
+def get_state(run_id: str, frontier: int = 0, history_from: int = 0) -> Call[RunState]:
+    check_state_request(run_id, frontier, history_from)
+    params = {"frontier": frontier, "history_from": history_from}
+    query = "&".join(f"{k}={v}" for k, v in params.items() if v)
+    query = "?" + query if query else ""
     return Call(
         "GET", _run_path(run_id, "/state" + query), lambda _s, data: RunState.from_dict(data)
     )

@@ -15,7 +15,7 @@ import grpc
 
 from cdas.client.calls import result_body
 from cdas.client.retry import NotSentError, RetryPolicy
-from cdas.coordinator import check_batch_request, check_frontier
+from cdas.coordinator import check_batch_request, check_state_request
 from cdas.core.config import PromptSpec, RunConfig
 from cdas.core.errors import CdasError, InvalidArgumentError, PayloadTooLargeError
 from cdas.core.params import THRESHOLD
@@ -189,8 +189,9 @@ class GrpcClient:
         )
         return wire.prompt_view(self._do(lambda: self._unary(self._stub.GetPrompt, request)))
 
-    def get_state(self, run_id: str, frontier: int = 0) -> RunState:
-        request = pb.GetStateRequest(run_id=check_run_id(run_id), frontier=check_frontier(frontier))
+    def get_state(self, run_id: str, frontier: int = 0, history_from: int = 0) -> RunState:
+        check_state_request(run_id, frontier, history_from)
+        request = pb.GetStateRequest(run_id=run_id, frontier=frontier, history_from=history_from)
         return wire.state_view(self._do(lambda: self._unary(self._stub.GetState, request)))
 
     def snapshot(self, run_id: str) -> bytes:

@@ -163,8 +163,8 @@ class RestClient:
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         return self._do(calls.get_prompt(run_id, prompt_id))
 
-    def get_state(self, run_id: str, frontier: int = 0) -> RunState:
-        return self._do(calls.get_state(run_id, frontier))
+    def get_state(self, run_id: str, frontier: int = 0, history_from: int = 0) -> RunState:
+        return self._do(calls.get_state(run_id, frontier, history_from))
 
     def snapshot(self, run_id: str) -> bytes:
         return self._do(calls.snapshot(run_id))
@@ -258,8 +258,8 @@ class AsyncRestClient:
     async def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         return await self._do(calls.get_prompt(run_id, prompt_id))
 
-    async def get_state(self, run_id: str, frontier: int = 0) -> RunState:
-        return await self._do(calls.get_state(run_id, frontier))
+    async def get_state(self, run_id: str, frontier: int = 0, history_from: int = 0) -> RunState:
+        return await self._do(calls.get_state(run_id, frontier, history_from))
 
     async def snapshot(self, run_id: str) -> bytes:
         return await self._do(calls.snapshot(run_id))

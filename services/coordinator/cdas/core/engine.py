@@ -336,9 +336,10 @@ class RunEngine:
             for i, prompt_id in zip(chosen, self.space.ids.ids(chosen), strict=True)
         ]
 
-    def state(self, frontier: int = 0, history: bool = True) -> RunState:
-        """The dashboard state; ``history=False`` leaves out the per-step history (the metrics'
-        scrape reads only the current values). ``frontier``: see ``frontier``."""
+    def state(self, frontier: int = 0, history: bool = True, history_from: int = 0) -> RunState:
+        """The dashboard state; the history of steps >= ``history_from`` (a poller asks only for
+        what it has not seen), none with ``history=False`` (the metrics' scrape reads only the
+        current values). ``frontier``: see ``frontier``."""
         s = self.scalars
         return RunState(
             run_id=self.space.run_id,
@@ -349,7 +350,11 @@ class RunEngine:
             competence=self.view.competence,
             histogram_edges=histogram_edges(),
             histogram_counts=list(s.hist),
-            history=[stats.summary() for stats in self.space.steps.all_stats()] if history else [],
+            history=[
+                stats.summary()
+                for stats in (self.space.steps.all_stats() if history else [])
+                if stats.step >= history_from
+            ],
             frontier=self.frontier(frontier),
         )
 

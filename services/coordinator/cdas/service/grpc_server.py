@@ -160,7 +160,12 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     async def GetState(self, request: pb.GetStateRequest, context: Any) -> pb.RunState:
         return wire.state_message(
             await self._call(
-                context, "GetState", self.c.get_state, request.run_id, request.frontier
+                context,
+                "GetState",
+                self.c.get_state,
+                request.run_id,
+                request.frontier,
+                request.history_from,
             )
         )
 

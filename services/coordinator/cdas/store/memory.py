@@ -110,9 +110,11 @@ class MemoryStore:
         with self._run(run_id) as run:
             return run.get_prompt(prompt_id)
 
-    def get_state(self, run_id: str, frontier: int = 0, history: bool = True) -> RunState:
+    def get_state(
+        self, run_id: str, frontier: int = 0, history: bool = True, history_from: int = 0
+    ) -> RunState:
         with self._run(run_id) as run:
-            return run.state(frontier, history)
+            return run.state(frontier, history, history_from)
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self, run_id: str) -> bytes:

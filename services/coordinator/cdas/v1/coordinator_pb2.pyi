@@ -228,12 +228,14 @@ class Prompt(_message.Message):
     def __init__(self, prompt_id: _Optional[str] = ..., difficulty: _Optional[float] = ..., updates: _Optional[int] = ..., last_pass_rate: _Optional[float] = ..., last_step: _Optional[int] = ..., label: _Optional[float] = ...) -> None: ...
 
 class GetStateRequest(_message.Message):
-    __slots__ = ("run_id", "frontier")
+    __slots__ = ("run_id", "frontier", "history_from")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     FRONTIER_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FROM_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     frontier: int
-    def __init__(self, run_id: _Optional[str] = ..., frontier: _Optional[int] = ...) -> None: ...
+    history_from: int
+    def __init__(self, run_id: _Optional[str] = ..., frontier: _Optional[int] = ..., history_from: _Optional[int] = ...) -> None: ...
 
 class Histogram(_message.Message):
     __slots__ = ("edges", "counts")

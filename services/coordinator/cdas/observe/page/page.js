@@ -6,6 +6,7 @@
   const POLL_MS = 2000;
   const MAX_RUNS = 8; // runs whose state is polled and charted
   const FRONTIER = 10;
+  const REFETCH_STEPS = 4; // the latest steps are asked for again: late results still change them
   const TOKEN_KEY = "cdas.token";
   const SVG = "http://www.w3.org/2000/svg";
   const PALETTE = ["#2563eb", "#e8590c", "#0f9d58", "#c2255c", "#7048e8", "#0b7285", "#b08800", "#5c6f82"];
@@ -21,6 +22,7 @@
   const app = {
     runs: null, // the last /v1/runs list
     states: new Map(), // run_id -> state, for the polled runs
+    histories: new Map(), // run_id -> the history read so far (each poll asks only for its tail)
     polled: [], // run ids charted, in table order
     colors: new Map(), // run_id -> palette index, kept while the run exists
     selected: null,
@@ -163,13 +165,16 @@
       if (sel && !polled.includes(sel)) polled[polled.length - 1] = sel;
       const answers = await Promise.all(
         polled.map((id) => {
-          const path = `/v1/runs/${encodeURIComponent(id)}/state` + (id === sel ? `?frontier=${FRONTIER}` : "");
+          const from = historyFrom(id);
+          const query = [id === sel ? `frontier=${FRONTIER}` : "", from ? `history_from=${from}` : ""];
+          const path = `/v1/runs/${encodeURIComponent(id)}/state` + (query.some(Boolean) ? "?" + query.filter(Boolean).join("&") : "");
           return api(path).then(
-            (s) => [id, s],
+            (s) => [id, withHistory(id, s, from)],
             (e) => { if (e instanceof AuthError) throw e; return [id, null]; } // deleted meanwhile
           );
         })
       );
+      for (const id of [...app.histories.keys()]) if (!polled.includes(id)) app.histories.delete(id);
       app.runs = runs;
       app.selected = sel;
       app.polled = polled.filter((id) => answers.some(([i, s]) => i === id && s));
@@ -191,6 +196,30 @@
     }
     if (app.again) { app.again = false; round(); return; }
     if (!paused) app.timer = setTimeout(round, POLL_MS);
+  }
+
+  // The first step to ask for: all of them the first time, then the last few read (a run polled
+  // for hours returns a few entries per poll, not its whole history).
+  function historyFrom(id) {
+    const seen = app.histories.get(id);
+    return seen && seen.length ? Math.max(0, seen[seen.length - 1].step - REFETCH_STEPS) : 0;
+  }
+
+  // The state with its whole history: what was read before `from`, then the answer's. A run whose
+  // step went back (deleted and created again) starts over: its history is read whole next time.
+  function withHistory(id, state, from) {
+    const seen = app.histories.get(id) || [];
+    let history = state.history;
+    if (from > 0) {
+      const last = seen.length ? seen[seen.length - 1].step : -1;
+      if (state.step === null || state.step < last) {
+        app.histories.delete(id);
+        return Object.assign({}, state, { history: [] });
+      }
+      history = seen.filter((h) => h.step < from).concat(state.history);
+    }
+    app.histories.set(id, history);
+    return Object.assign({}, state, { history });
   }
 
   function status(kind, text) {

@@ -419,8 +419,8 @@ def create_app(
         return _json(c.get_prompt(run_id, prompt_id).to_dict())
 
     @v1.get("/runs/{run_id}/state", response_model=models.RunState, summary="Dashboard state")
-    def get_state(run_id: str, frontier: int = 0) -> Response:
-        return _json(c.get_state(run_id, frontier).to_dict())
+    def get_state(run_id: str, frontier: int = 0, history_from: int = 0) -> Response:
+        return _json(c.get_state(run_id, frontier, history_from).to_dict())
 
     @v1.get(
         "/runs/{run_id}/snapshot",

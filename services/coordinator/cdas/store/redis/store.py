@@ -293,8 +293,12 @@ class RedisStore:
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         return self._transact("get_prompt", run_id, lambda e: e.get_prompt(prompt_id))
 
-    def get_state(self, run_id: str, frontier: int = 0, history: bool = True) -> RunState:
-        return self._transact("get_state", run_id, lambda e: e.state(frontier, history))
+    def get_state(
+        self, run_id: str, frontier: int = 0, history: bool = True, history_from: int = 0
+    ) -> RunState:
+        return self._transact(
+            "get_state", run_id, lambda e: e.state(frontier, history, history_from)
+        )
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self, run_id: str) -> bytes:
