@@ -22,10 +22,23 @@ system:
 	@for pair in $(SYSTEM_PACKAGES); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || { echo "$${pair%%:*} is missing"; exit 1; }; done
 
-$(VENV)/.installed: pyproject.toml
+## The test environment: the coordinator with its test and sim extras, then the trainer side for
+## the integration tests (tests/test_trainer_*.py, tests/test_rollout_*.py): the CPU build of torch,
+## OpenRLHF 0.11.2's CPU-capable stack (services/trainer/requirements-cpu.txt), deepspeed without
+## its CUDA ops, OpenRLHF itself without ray/vllm/flash-attn, and the two integration packages.
+## The coordinator's own install (pip install .) holds none of it.
+TRAINER_SIDE := services/trainer/pyproject.toml services/trainer/requirements-cpu.txt \
+                services/rollout/pyproject.toml
+$(VENV)/.installed: pyproject.toml $(TRAINER_SIDE)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,sim]'
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -r services/trainer/requirements-cpu.txt
+	DS_BUILD_OPS=0 $(BIN)/python -m pip install --quiet --no-build-isolation deepspeed==0.19.6
+	$(BIN)/python -m pip install --quiet --no-deps openrlhf==0.11.2
+	$(BIN)/python -m pip install --quiet -e services/rollout -e services/trainer --no-deps
+	$(BIN)/python -m pip install --quiet 'math-verify[antlr4_13_2]'
 	touch $@
 
 ## test: install what the tests need, then lint, type-check and run the whole suite

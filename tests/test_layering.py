@@ -46,3 +46,39 @@ def test_core_imports_only_the_standard_library_and_numpy() -> None:
         for layer in ("cdas.store", "cdas.coordinator", "cdas.cli", "cdas.bench", "cdas.sim"):
             assert f"from {layer}" not in text, (path.name, layer)
             assert f"import {layer}" not in text, (path.name, layer)
+
+
+TRAINER_SIDE = {"torch", "transformers", "vllm", "openrlhf", "ray", "deepspeed", "flash_attn",
+                "math_verify", "cdas_openrlhf", "cdas_rollout"}  # fmt: skip
+
+
+def test_the_coordinator_package_never_imports_the_trainer_side() -> None:
+    """The coordinator image holds no torch: nothing under ``cdas`` imports the trainer's stack
+    (imports inside functions included), and its distribution does not depend on it."""
+    import tomllib
+
+    package = Path(cdas.__file__).parent
+    files = sorted(package.rglob("*.py"))
+    assert len(files) > 50
+    for path in files:
+        assert not (_imports(path) & TRAINER_SIDE), path
+    project = tomllib.loads((package.parents[2] / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"]]
+    for extra in project["optional-dependencies"].values():
+        requirements += extra
+    named = {
+        r.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip() for r in requirements
+    }
+    assert not (named & (TRAINER_SIDE | {"torch", "vllm", "openrlhf"})), named
+
+
+def test_serving_the_coordinator_loads_no_trainer_module() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cdas, cdas.client, cdas.service.server, cdas.sim.demo, cdas.bench.service\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(TRAINER_SIDE)!r})\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -248,3 +248,31 @@ def test_script_flush_and_reconnect_are_transparent(redis_server: RedisServer) -
     assert len(coord.next_batch("s", 0, 5).prompt_ids) == 5
     store.client.flushdb()
     store.close()
+
+
+def test_digit_only_ids_that_are_not_row_indexes_report_on_redis(redis_server: RedisServer) -> None:
+    """Content-hash ids can be all digits ("5156409136276128"); the store's prefetch of core
+    records read such an id as an index far past the records and Redis refused the offset (a 500
+    from the service, found by the OpenRLHF integration tests). They apply as any id does."""
+    store = cdas.RedisStore(f"{redis_server.url}/13")
+    store.client.flushdb()
+    try:
+        ids = ["5156409136276128", "999999999999999999", "17", "abc", "0"]
+        coord = cdas.Coordinator(store)
+        coord.put_run("digits", "cdas", seed=1, prompts=ids)
+        reference = cdas.Coordinator(cdas.MemoryStore())
+        reference.put_run("digits", "cdas", seed=1, prompts=ids)
+        for step in range(3):
+            batch = coord.next_batch("digits", step, 5)
+            assert batch == reference.next_batch("digits", step, 5)
+            results = [{"prompt_id": p, "correct": (i + step) % 5, "total": 4} for i, p in
+                       enumerate(batch.prompt_ids)]  # fmt: skip
+            for target in (coord, reference):
+                outcome = target.report_results("digits", step, results)
+                assert (outcome.applied, outcome.duplicates) == (5, 0)
+        for pid in ids:
+            assert coord.get_prompt("digits", pid) == reference.get_prompt("digits", pid)
+        assert coord.get_run("digits").competence == reference.get_run("digits").competence
+    finally:
+        store.client.flushdb()
+        store.close()

@@ -402,3 +402,21 @@ def test_an_invalid_request_answers_the_contract_s_error_body(
     error = json.loads(answer.content)["error"]
     assert error["code"] == "invalid_argument"
     assert "-1" in error["message"]
+
+
+def test_a_time_budget_keeps_retrying_past_the_attempt_count() -> None:
+    """``for_seconds``: trainers ride out a coordinator restart by time, not by a count."""
+    with pytest.raises(ValueError, match="for_seconds must be >= 0, got -1"):
+        RetryPolicy(for_seconds=-1)
+    with pytest.raises(ValueError, match="attempts must be >= 1, got 0"):
+        RetryPolicy(attempts=0)
+    policy = RetryPolicy(attempts=2, initial=0.01, max_delay=0.02, for_seconds=0.6)
+    error = ServiceUnavailableError("down")
+    assert policy.should_retry(error, attempt=50, idempotent=True, elapsed=0.5)
+    assert not policy.should_retry(error, attempt=1, idempotent=True, elapsed=0.6)
+    client = RestClient(f"http://127.0.0.1:{free_port()}", retry=policy)  # nothing listens
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailableError):
+        client.get_run("r")
+    assert time.monotonic() - started >= 0.6  # 2 attempts at <= 20 ms apart would stop at once
+    client.close()

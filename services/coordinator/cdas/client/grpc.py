@@ -84,7 +84,7 @@ class GrpcClient:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
 
     def _do(self, fn: Callable[[], T], idempotent: bool = True) -> T:
-        attempt = 0
+        attempt, started = 0, time.monotonic()
         while True:
             attempt += 1
             try:
@@ -93,7 +93,9 @@ class GrpcClient:
                 except grpc.RpcError as exc:
                     raise _error(exc) from exc
             except CdasError as error:
-                if not self.retry.should_retry(error, attempt, idempotent):
+                if not self.retry.should_retry(
+                    error, attempt, idempotent, time.monotonic() - started
+                ):
                     raise
                 time.sleep(self.retry.delay(attempt))
 

@@ -100,7 +100,7 @@ class RestClient:
             self._http.headers.update(_headers(token))
 
     def _do(self, call: Call[T]) -> T:
-        attempt = 0
+        attempt, started = 0, time.monotonic()
         while True:
             attempt += 1
             try:
@@ -110,7 +110,9 @@ class RestClient:
                     raise _transport_error(exc) from exc
                 return _answer(call, response)
             except CdasError as error:
-                if not self.retry.should_retry(error, attempt, call.idempotent):
+                if not self.retry.should_retry(
+                    error, attempt, call.idempotent, time.monotonic() - started
+                ):
                     raise
                 time.sleep(self.retry.delay(attempt))
 
@@ -194,7 +196,7 @@ class AsyncRestClient:
             self._http.headers.update(_headers(token))
 
     async def _do(self, call: Call[T]) -> T:
-        attempt = 0
+        attempt, started = 0, time.monotonic()
         while True:
             attempt += 1
             try:
@@ -206,7 +208,9 @@ class AsyncRestClient:
                     raise _transport_error(exc) from exc
                 return _answer(call, response)
             except CdasError as error:
-                if not self.retry.should_retry(error, attempt, call.idempotent):
+                if not self.retry.should_retry(
+                    error, attempt, call.idempotent, time.monotonic() - started
+                ):
                     raise
                 await asyncio.sleep(self.retry.delay(attempt))
 

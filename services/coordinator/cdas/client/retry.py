@@ -10,6 +10,9 @@ Every call but ``add_prompts`` is idempotent, so an ambiguous failure (the reque
 no answer came) is retried too. ``add_prompts`` is retried only when the request surely did not
 arrive (connection refused) or the server answered that its store was unreachable: a repeated
 ``{"count": k}`` would append k more prompts.
+
+Trainers and rollout workers that must ride out a coordinator restart give a time budget instead
+of a count: ``RetryPolicy(for_seconds=600, max_delay=5)`` keeps trying for ten minutes.
 """
 
 from __future__ import annotations
@@ -31,6 +34,15 @@ class RetryPolicy:
     initial: float = 0.05
     multiplier: float = 2.0
     max_delay: float = 2.0
+    for_seconds: float | None = None
+    """When set, retry until this many seconds have passed since the first try, however many
+    tries that takes (``attempts`` is then ignored)."""
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be >= 1, got {self.attempts}")
+        if self.for_seconds is not None and not self.for_seconds >= 0:
+            raise ValueError(f"for_seconds must be >= 0, got {self.for_seconds}")
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before try ``attempt + 1`` (``attempt`` >= 1 tries failed)."""
@@ -38,8 +50,15 @@ class RetryPolicy:
             0, min(self.max_delay, self.initial * self.multiplier ** (attempt - 1))
         )
 
-    def should_retry(self, error: CdasError, attempt: int, idempotent: bool) -> bool:
-        if attempt >= self.attempts or not isinstance(error, StoreUnavailableError):
+    def should_retry(
+        self, error: CdasError, attempt: int, idempotent: bool, elapsed: float = 0.0
+    ) -> bool:
+        """Whether to retry after ``attempt`` failed tries, ``elapsed`` s after the first."""
+        if self.for_seconds is None:
+            out_of_budget = attempt >= self.attempts
+        else:
+            out_of_budget = elapsed >= self.for_seconds
+        if out_of_budget or not isinstance(error, StoreUnavailableError):
             return False
         if idempotent or isinstance(error, NotSentError):
             return True

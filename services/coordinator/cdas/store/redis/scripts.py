@@ -28,9 +28,17 @@ if ARGV[1] ~= '' then
   evict = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. cutoff)
 end
 local parts, w, blob = {}, tonumber(ARGV[4]), ARGV[3]
+-- an index past the records (a digit-only id that is not a row index, say "5156409136276128")
+-- reads as zeros: the caller keeps only the records of registered prompts, and GETRANGE would
+-- refuse offsets past 2^53, where Lua's doubles stop printing as integers
+local size = #blob > 0 and redis.call('STRLEN', KEYS[5]) or 0
 for j = 0, #blob / 8 - 1 do
   local i = struct.unpack('<i8', blob, j * 8 + 1)
-  parts[#parts + 1] = redis.call('GETRANGE', KEYS[5], i * w, i * w + w - 1)
+  if i >= 0 and i * w < size then
+    parts[#parts + 1] = redis.call('GETRANGE', KEYS[5], i * w, i * w + w - 1)
+  else
+    parts[#parts + 1] = string.rep('\0', w)
+  end
 end
 return {meta, record, stats, evict, table.concat(parts)}
 """
