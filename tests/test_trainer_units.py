@@ -327,6 +327,17 @@ def test_the_launcher_refuses_bad_command_lines(
     assert message in capsys.readouterr().err
 
 
+def test_a_token_flag_reaches_the_environment_not_the_runtime_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CDAS_API_TOKEN", raising=False)
+    settings, _ = launch.parse(
+        ["--coordinator.url", "http://c", "--coordinator.run", "r", "--coordinator.token", "s3"]
+    )
+    assert settings.token() == "s3"
+    assert "s3" not in settings.to_env().values()
+
+
 def test_only_the_pinned_openrlhf_is_accepted() -> None:
     assert check_openrlhf_version() == "0.11.2"
     with pytest.raises(OpenRLHFVersionError, match=r"openrlhf 0\.12\.0 is installed"):

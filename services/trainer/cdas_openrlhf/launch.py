@@ -9,7 +9,8 @@ parser runs inline under ``if __name__ == "__main__"``, so the launcher swaps
 coordinator-backed subclass and runs the module as ``__main__`` with ``runpy``.
 
 The API token is read from ``CDAS_API_TOKEN`` where the trainer actor runs (a local Ray inherits the
-launcher's environment) or from ``--coordinator.token_file`` (a secret mounted on every node).
+launcher's environment, ``--coordinator.token`` included) or from ``--coordinator.token_file`` (a
+secret mounted on every node); it never travels in Ray's runtime environment.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import runpy
 import sys
 from collections.abc import Sequence
 
-from cdas_openrlhf.settings import CoordinatorSettings, SettingsError, parse_param
+from cdas_openrlhf.settings import TOKEN_ENV, CoordinatorSettings, SettingsError, parse_param
 from cdas_openrlhf.version import OPENRLHF_VERSION, OpenRLHFVersionError, check_openrlhf_version
 
 OPENRLHF_MODULE = "openrlhf.cli.train_ppo_ray"
@@ -102,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to ride out an unreachable coordinator",
     )
     c.add_argument(
+        "--coordinator.token",
+        dest="token",
+        default=None,
+        help="the API token (a flag shows in ps: prefer $CDAS_API_TOKEN or the token file)",
+    )
+    c.add_argument(
         "--coordinator.token_file",
         dest="token_file",
         default=None,
@@ -130,6 +137,8 @@ def parse(argv: Sequence[str]) -> tuple[CoordinatorSettings, list[str]]:
             steps_per_episode=ours.steps_per_episode,
             token_file=ours.token_file,
         )
+        if ours.token:  # into the environment a local Ray inherits, never into runtime_env
+            os.environ[TOKEN_ENV] = ours.token
         settings.token()  # an unreadable token file fails here, not on a remote node
     except SettingsError as error:
         parser.error(str(error))
