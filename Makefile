@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install system test lint format typecheck pytest bench bench-service demo simulate results calibrate serve proto clean
+.PHONY: install base system test lint format typecheck pytest bench bench-service demo simulate results calibrate serve proto clean
 
-install: $(VENV)/.installed system
+## install: everything the tests need (the coordinator, then the trainer side, then Debian packages);
+## the main job's targets (demo, serve, simulate, bench, ...) need only the coordinator: base
+install: $(VENV)/.trainer-side system
+base: $(VENV)/.installed
 
 ## system: the Debian packages the tests use, where missing: redis-server, prometheus (the server
 ## and promtool), chromium and chromium-driver (the dashboard page's browser tests)
@@ -22,17 +25,19 @@ system:
 	@for pair in $(SYSTEM_PACKAGES); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || { echo "$${pair%%:*} is missing"; exit 1; }; done
 
-## The test environment: the coordinator with its test and sim extras, then the trainer side for
-## the integration tests (tests/test_trainer_*.py, tests/test_rollout_*.py): the CPU build of torch,
-## OpenRLHF 0.11.2's CPU-capable stack (services/trainer/requirements-cpu.txt), deepspeed without
-## its CUDA ops, OpenRLHF itself without ray/vllm/flash-attn, and the two integration packages.
-## The coordinator's own install (pip install .) holds none of it.
-TRAINER_SIDE := services/trainer/pyproject.toml services/trainer/requirements-cpu.txt \
-                services/rollout/pyproject.toml
-$(VENV)/.installed: pyproject.toml $(TRAINER_SIDE)
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,sim]'
+	touch $@
+
+## The trainer side, for the integration tests (tests/test_trainer_*.py, tests/test_rollout_*.py):
+## the CPU build of torch, OpenRLHF 0.11.2's CPU-capable stack (services/trainer/requirements-cpu.txt),
+## deepspeed without its CUDA ops, OpenRLHF itself without ray/vllm/flash-attn, math-verify, and
+## the two integration packages. The coordinator's own install (pip install .) holds none of it.
+TRAINER_SIDE := services/trainer/pyproject.toml services/trainer/requirements-cpu.txt \
+                services/rollout/pyproject.toml
+$(VENV)/.trainer-side: $(VENV)/.installed $(TRAINER_SIDE)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -r services/trainer/requirements-cpu.txt
 	DS_BUILD_OPS=0 $(BIN)/python -m pip install --quiet --no-build-isolation deepspeed==0.19.6
@@ -59,35 +64,35 @@ typecheck: install
 	$(BIN)/mypy
 
 ## bench: the core benchmark (CDAS step against the authors'-style naive implementation)
-bench: install
+bench: base
 	$(BIN)/cdas bench core
 
 ## bench-service: full steps over REST and gRPC on Redis, against the library (issue 4 targets)
-bench-service: install system
+bench-service: base system
 	$(BIN)/cdas bench service
 
 ## proto: regenerate services/coordinator/cdas/v1/ from proto/ (a test fails when it is stale)
-proto: install
+proto: base
 	$(BIN)/python proto/generate.py
 
 ## serve: the coordinator service (REST :8000, gRPC :50051) on the embedded store
-serve: install
+serve: base
 	$(BIN)/cdas serve
 
 ## demo: the main job on the embedded store (serves until Ctrl-C; `make demo ARGS=--exit` stops)
-demo: install
+demo: base
 	$(BIN)/cdas demo $(ARGS)
 
 ## simulate: every strategy on the training twin, 3 seeds (plots and tables in sim-out/)
-simulate: install
+simulate: base
 	$(BIN)/cdas simulate --out sim-out
 
 ## results: regenerate docs/results.md and its plots (docs/results/) from the committed command
-results: install
+results: base
 	$(BIN)/cdas simulate --steps 110 --seeds 3 --out docs/results --page docs/results.md
 
 ## calibrate: refit the twin's free parameters to the paper's Random run (prints them)
-calibrate: install
+calibrate: base
 	$(BIN)/cdas calibrate
 
 clean:
