@@ -13,7 +13,7 @@ base: $(VENV)/.installed
 ## system: the Debian packages the tests use, where missing: redis-server, prometheus (the server
 ## and promtool), chromium and chromium-driver (the dashboard page's browser tests)
 SYSTEM_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus \
-                   chromium:chromium chromedriver:chromium-driver
+                   chromium:chromium chromedriver:chromium-driver wget:wget
 system:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
@@ -29,6 +29,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,sim]'
+	# the Compose Specification's JSON schema, as docker-compose's last Python release ships it
+	# (tests/test_compose.py); its own dependencies are not needed
+	$(BIN)/python -m pip install --quiet --no-deps docker-compose==1.29.2
 	touch $@
 
 ## The trainer side, for the integration tests (tests/test_trainer_*.py, tests/test_rollout_*.py):
@@ -55,6 +58,7 @@ pytest: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint services/coordinator/Dockerfile services/trainer/Dockerfile services/rollout/Dockerfile
 
 format: install
 	$(BIN)/ruff format .

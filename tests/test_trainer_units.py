@@ -338,6 +338,16 @@ def test_a_token_flag_reaches_the_environment_not_the_runtime_env(
     assert "s3" not in settings.to_env().values()
 
 
+def test_cdas_math_names_the_shipped_reward_file() -> None:
+    import cdas_openrlhf.reward
+
+    base = ["--coordinator.url", "http://c", "--coordinator.run", "r"]
+    _, rest = launch.parse([*base, "--reward.remote_url", "cdas-math", "--x", "cdas-math"])
+    assert rest == ["--reward.remote_url", cdas_openrlhf.reward.__file__, "--x", "cdas-math"]
+    _, rest = launch.parse([*base, "--reward.remote_url=cdas-math"])
+    assert rest == [f"--reward.remote_url={cdas_openrlhf.reward.__file__}"]
+
+
 def test_only_the_pinned_openrlhf_is_accepted() -> None:
     assert check_openrlhf_version() == "0.11.2"
     with pytest.raises(OpenRLHFVersionError, match=r"openrlhf 0\.12\.0 is installed"):

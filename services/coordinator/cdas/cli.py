@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,21 +65,24 @@ def _twin_param(text: str) -> tuple[str, float]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from cdas.service.settings import load_token
     from cdas.sim.demo import DemoOptions, run_demo
 
-    options = DemoOptions(
-        strategies=[s for s in args.strategies.split(",") if s],
-        steps=args.steps,
-        data=args.data,
-        host=args.host,
-        port=args.port,
-        grpc_port=args.grpc_port,
-        out=Path(args.out),
-        exit_when_done=args.exit,
-    )
     try:
+        options = DemoOptions(
+            strategies=[s for s in args.strategies.split(",") if s],
+            steps=args.steps,
+            data=args.data,
+            host=args.host,
+            port=args.port,
+            grpc_port=args.grpc_port,
+            out=Path(args.out),
+            exit_when_done=args.exit,
+            coordinator=args.coordinator,
+            token=load_token(args.token_file) if args.coordinator else None,
+        )
         return run_demo(options)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, cdas.CdasError) as exc:
         raise SystemExit(f"cdas demo: {exc}") from exc
 
 
@@ -253,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--grpc-port", type=int, default=50051, help="gRPC port (0: any free)")
     demo.add_argument("--out", default="demo-out", help="where the plots and tables go")
     demo.add_argument("--exit", action="store_true", help="stop serving when the training ends")
+    demo.add_argument(
+        "--coordinator",
+        help="train against this coordinator (REST URL) instead of serving one; exits when done",
+    )
+    demo.add_argument(
+        "--token-file", help="with --coordinator: bearer token file (default: $CDAS_API_TOKEN)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     sim = sub.add_parser("simulate", help="every strategy on the training twin, with plots")
@@ -300,7 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="REST and gRPC in one process")
     serve.add_argument(
-        "--store", default="memory", help="memory (default, embedded) or redis://host:port/db"
+        "--store",
+        default=os.environ.get("CDAS_STORE", "memory"),
+        help="memory (default, embedded) or redis://[:password@]host:port/db "
+        "(default: $CDAS_STORE, so a password need not be on the command line)",
     )
     serve.add_argument(
         "--state-file", help="embedded store: load at start, save at shutdown (a zip of snapshots)"

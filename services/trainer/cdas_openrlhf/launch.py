@@ -117,6 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MATH_REWARD = "cdas-math"
+"""``--reward.remote_url cdas-math``: the math-verify reward file this package ships."""
+
+
+def resolve_reward(rest: list[str]) -> list[str]:
+    """Replace ``cdas-math`` as ``--reward.remote_url``'s value by the path of ``reward.py``."""
+    from cdas_openrlhf import reward
+
+    out = list(rest)
+    for k, arg in enumerate(out):
+        if arg == f"--reward.remote_url={MATH_REWARD}":
+            out[k] = f"--reward.remote_url={reward.__file__}"
+        elif arg == MATH_REWARD and k > 0 and out[k - 1] == "--reward.remote_url":
+            out[k] = reward.__file__
+    return out
+
+
 def parse(argv: Sequence[str]) -> tuple[CoordinatorSettings, list[str]]:
     """Split the command line into the coordinator's settings and OpenRLHF's flags."""
     parser = build_parser()
@@ -142,7 +159,7 @@ def parse(argv: Sequence[str]) -> tuple[CoordinatorSettings, list[str]]:
         settings.token()  # an unreadable token file fails here, not on a remote node
     except SettingsError as error:
         parser.error(str(error))
-    return settings, rest
+    return settings, resolve_reward(rest)
 
 
 def install(settings: CoordinatorSettings) -> None:

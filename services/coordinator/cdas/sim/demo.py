@@ -6,6 +6,12 @@ so the runs can be watched while they move on the built-in page at ``/`` (or
 ``GET /v1/runs/{run}/state``). It ends with the table
 and the plots, shows what CDAS chose at its last step, and keeps serving until Ctrl-C (``--exit``:
 stop when done).
+
+With ``coordinator`` set (``cdas demo --coordinator URL``) it serves nothing: it is the simulated
+trainer of the stack's CPU profile, training the same runs against that coordinator (waiting for it
+to come up), and it exits when the training ends. Its runs are created with ``put_run``, which finds
+them unchanged on a restart; a restarted trainer replays steps whose batches and results the
+coordinator already holds, and those results count as duplicates.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 
 import cdas
 from cdas.client.rest import RestClient
+from cdas.client.retry import RetryPolicy
 from cdas.service.background import BackgroundService
 from cdas.service.settings import ServiceSettings
 from cdas.sim import dataset, experiment, summary
@@ -37,15 +44,24 @@ class DemoOptions:
     out: Path = Path("demo-out")
     band_sample: int = 16
     exit_when_done: bool = False
+    coordinator: str | None = None
+    """A running coordinator's REST URL: train against it instead of serving one."""
+    token: str | None = None
 
 
 def run_demo(options: DemoOptions, wait: threading.Event | None = None) -> int:
     """Run the demo; with ``exit_when_done`` False, serve until Ctrl-C (or ``wait`` is set)."""
     data = dataset.load(options.data)
-    settings = ServiceSettings(host=options.host, port=options.port, grpc_port=options.grpc_port)
-    service = BackgroundService(cdas.Coordinator(cdas.MemoryStore()), settings)
-    bound = service.start()
-    rest = f"http://{bound.host}:{bound.port}"
+    service: BackgroundService | None = None
+    if options.coordinator:
+        rest = options.coordinator.rstrip("/")
+    else:
+        settings = ServiceSettings(
+            host=options.host, port=options.port, grpc_port=options.grpc_port
+        )
+        service = BackgroundService(cdas.Coordinator(cdas.MemoryStore()), settings)
+        bound = service.start()
+        rest = f"http://{bound.host}:{bound.port}"
     exp = experiment.Experiment(
         strategies=list(options.strategies),
         seeds=1,
@@ -56,11 +72,16 @@ def run_demo(options: DemoOptions, wait: threading.Event | None = None) -> int:
         prompt_ids=data.ids,
     )
     first = exp.run_id(exp.strategies[0], 0)
+    where = (
+        f"cdas demo: the simulated trainer, against the coordinator at {rest}\n"
+        if service is None
+        else f"cdas demo: the coordinator serves on the embedded store\n"
+        f"  gRPC   {bound.host}:{bound.grpc_port}\n"
+    )
     print(
-        f"cdas demo: the coordinator serves on the embedded store\n"
+        f"{where}"
         f"  page   {rest}/   (open it: the runs train live there)\n"
         f"  REST   {rest}   (runs: {rest}/v1/runs, API: {rest}/docs, metrics: {rest}/metrics)\n"
-        f"  gRPC   {bound.host}:{bound.grpc_port}\n"
         f"  watch  curl {rest}/v1/runs/{first}/state\n"
         f"training {len(exp.strategies)} simulated GRPO runs on math12k's {len(data):,} prompts "
         f"(B = {exp.params.batch}, G = {exp.params.group}, {exp.steps} steps) over REST: "
@@ -68,7 +89,7 @@ def run_demo(options: DemoOptions, wait: threading.Event | None = None) -> int:
         flush=True,
     )
     try:
-        with RestClient(rest) as client:
+        with RestClient(rest, options.token, retry=RetryPolicy(for_seconds=120)) as client:
             progress = Progress(exp.total_steps(), "training")
             lock = threading.Lock()
 
@@ -90,7 +111,7 @@ def run_demo(options: DemoOptions, wait: threading.Event | None = None) -> int:
             )
             _show_choice(client, exp, data)
         print(f"plots: {', '.join(str(p) for p in pictures)}\ntables: {options.out}/summary.md")
-        if options.exit_when_done:
+        if options.exit_when_done or service is None:
             return 0
         print(f"\nstill serving the page at {rest}/ (Ctrl-C to stop)", flush=True)
         try:
@@ -99,7 +120,8 @@ def run_demo(options: DemoOptions, wait: threading.Event | None = None) -> int:
             print()
         return 0
     finally:
-        service.stop()
+        if service is not None:
+            service.stop()
 
 
 def _show_choice(client: RestClient, exp: experiment.Experiment, data: dataset.Dataset) -> None:
