@@ -12,6 +12,7 @@ import pytest
 
 import cdas
 from cdas.core import snapshot as snapshot_format
+from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
 from tests.redis_servers import RedisServer
 
 StoreFactory = Callable[..., cdas.Store]
@@ -79,3 +80,22 @@ def group_results(
         {"prompt_id": pid, "correct": int(rng.binomial(g, pass_prob[int(pid)])), "total": g}
         for pid in prompt_ids
     ]
+
+
+def comparable(value: Any) -> Any:
+    """An answer in comparable form: views as their ``to_dict()`` (RunInfo with ``created``),
+    snapshots as their decoded logical state (arrays bit for bit)."""
+    if isinstance(value, RunInfo):
+        return ("RunInfo", value.to_dict(), value.created)
+    if isinstance(value, Batch | ReportOutcome | PromptInfo | RunState):
+        return (type(value).__name__, value.to_dict())
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    if isinstance(value, bytes):
+        meta, arrays = snapshot_format.decode(value)
+        return (
+            "snapshot",
+            meta,
+            {k: (a.dtype.str, a.shape, a.tobytes()) for k, a in sorted(arrays.items())},
+        )
+    return value

@@ -38,12 +38,11 @@ import redis
 
 import cdas
 from cdas.client import GrpcClient, RestClient
-from cdas.core import snapshot as snapshot_format
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo
 from cdas.sim.trainer import StepRecord, train
 from cdas.sim.twin import Twin, TwinParams
 from tests.balancer import RoundRobinBalancer
-from tests.conftest import assert_same_state, logical_state
+from tests.conftest import assert_same_state, comparable, logical_state
 from tests.redis_servers import RedisClusterNodes, RedisServer
 from tests.services import ServeProcess, serve_process
 
@@ -98,25 +97,6 @@ def _other(door: str) -> str:
     return door[:-1] + {"0": "1", "1": "0"}[door[-1]]
 
 
-def _plain(value: Any) -> Any:
-    """An answer in comparable form; a snapshot as its logical state (arrays bit for bit: the
-    bytes themselves carry the zip members' timestamps)."""
-    if isinstance(value, RunInfo):
-        return ("RunInfo", value.to_dict(), value.created)
-    if isinstance(value, Batch | ReportOutcome | PromptInfo | RunState):
-        return (type(value).__name__, value.to_dict())
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, bytes):
-        meta, arrays = snapshot_format.decode(value)
-        return (
-            "snapshot",
-            meta,
-            {k: (a.dtype.str, a.shape, a.tobytes()) for k, a in arrays.items()},
-        )
-    return value
-
-
 Entry = tuple[str, str, Any]
 """(door, method, answer or error)"""
 
@@ -133,7 +113,7 @@ class Log:
             value = getattr(self.doors[door], name)(*args, **kwargs)
         except cdas.CdasError as exc:
             raise AssertionError(f"{door} {name}{args[:2]} failed: {exc!r}") from exc
-        self.entries.append((door, name, _plain(value)))
+        self.entries.append((door, name, comparable(value)))
         return value
 
     def fails(
@@ -166,7 +146,7 @@ class Log:
         for thread in threads:
             thread.join(timeout=60)
         assert not failures, failures
-        self.entries.append(("race", name, sorted(repr(_plain(a)) for a in answers)))
+        self.entries.append(("race", name, sorted(repr(comparable(a)) for a in answers)))
         return answers
 
 

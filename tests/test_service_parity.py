@@ -21,35 +21,15 @@ import pytest
 import cdas
 from cdas.client import AsyncRestClient, GrpcClient, RestClient
 from cdas.core import snapshot as snapshot_format
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
 from cdas.rpc.messages import SNAPSHOT_CHUNK
 from cdas.service.rest.app import create_app
 from cdas.v1 import coordinator_pb2 as pb
 from cdas.v1 import coordinator_pb2_grpc as pb_grpc
-from tests.conftest import StoreFactory, assert_same_state, logical_state
+from tests.conftest import StoreFactory, assert_same_state, comparable, logical_state
 from tests.redis_servers import RedisServer
 from tests.services import grpc_target, rest_url, running_service, serve_process
 
 # ---------------------------------------------------------------------------- recording answers
-
-
-def _plain(value: Any) -> Any:
-    """An answer in comparable form: views as their ``to_dict()`` (RunInfo with ``created``),
-    snapshots as their decoded logical state (arrays bit for bit)."""
-    if isinstance(value, RunInfo):
-        return ("RunInfo", value.to_dict(), value.created)
-    if isinstance(value, Batch | ReportOutcome | PromptInfo | RunState):
-        return (type(value).__name__, value.to_dict())
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, bytes):
-        meta, arrays = snapshot_format.decode(value)
-        return (
-            "snapshot",
-            meta,
-            {k: (a.dtype.str, a.shape, a.tobytes()) for k, a in sorted(arrays.items())},
-        )
-    return value
 
 
 def _error(exc: cdas.CdasError) -> tuple[str, str, str, Any]:
@@ -71,7 +51,7 @@ class Recorder:
         except cdas.CdasError as exc:
             self.log.append((name, _error(exc)))
             raise AssertionError(f"{name}{args} failed: {_error(exc)}") from exc
-        self.log.append((name, _plain(value)))
+        self.log.append((name, comparable(value)))
         return value
 
     def attempt(self, name: str, *args: Any, **kwargs: Any) -> None:
@@ -81,7 +61,7 @@ class Recorder:
         except cdas.CdasError as exc:
             self.log.append((name, _error(exc)))
             return
-        self.log.append((name, _plain(value)))
+        self.log.append((name, comparable(value)))
 
 
 def assert_same_log(expected: list[tuple[str, Any]], got: list[tuple[str, Any]], door: str) -> None:
@@ -330,7 +310,7 @@ def _trainer(
 
     def call(name: str, *args: Any) -> Any:
         value = getattr(doors(next(calls)), name)(*args)
-        log.append((name, _plain(value)))
+        log.append((name, comparable(value)))
         return value
 
     size = 12
@@ -556,7 +536,7 @@ def _probe(api: Any, run_id: str, probe: str) -> list[Any]:
     method = getattr(api, name)
     for call, call_args in ((method, args), (api.list_runs, ())):
         try:
-            answers.append(_plain(call(*call_args, **(kwargs if call is method else {}))))
+            answers.append(comparable(call(*call_args, **(kwargs if call is method else {}))))
         except cdas.CdasError as exc:
             answers.append(_error(exc))
         except Exception as exc:  # a client must raise the library's typed errors only
