@@ -564,6 +564,7 @@ def no_build(args: list[str]) -> bool:
 RESOLVED: dict[str, Callable[[list[str]], bool]] = {
     "coordinator": lambda _args: True,  # every pip install of the image
     "trainer": no_build,
+    "rollout": lambda _args: True,  # the project beside vLLM: one environment must hold both
 }
 
 
@@ -571,7 +572,8 @@ RESOLVED: dict[str, Callable[[list[str]], bool]] = {
 def resolutions(
     dockerfiles: dict[str, Dockerfile], context: set[str], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Resolution]:
-    """The coordinator's and the trainer's resolutions, run side by side (a few seconds each)."""
+    """The coordinator's, the trainer's and the rollout worker's resolutions, run side by side
+    (seconds each; the rollout worker's, vLLM's whole tree, about a minute)."""
     running: dict[str, tuple[subprocess.Popen[str], Path, list[str]]] = {}
     for image, select in RESOLVED.items():
         into = tmp_path_factory.mktemp(f"resolve-{image}")
@@ -624,6 +626,17 @@ def test_the_trainer_image_has_torch_built_for_its_cuda_base(
     toolkit = versions.get("cuda-toolkit")
     assert toolkit is not None, sorted(versions)
     assert toolkit.split(".")[:2] == [match.group(1), match.group(2)], (toolkit, base)
+
+
+def test_the_rollout_image_installs_cdas_beside_vllm(resolutions: dict[str, Resolution]) -> None:
+    """vLLM 0.29.0 needs protobuf < 7 (through nvidia-cutlass-dsl); cdas's generated gRPC code is
+    protobuf 6.31 gencode (``grpcio-tools==1.80.0``), so both resolve into one environment. With
+    the code generated for protobuf 7 this resolution was impossible."""
+    versions = resolutions["rollout"].versions
+    assert versions.get("vllm") == "0.29.0", versions.get("vllm")
+    assert {"cdas", "cdas-rollout", "math-verify", "grpcio"} <= set(versions)
+    protobuf = versions["protobuf"]
+    assert int(protobuf.split(".")[0]) == 6, protobuf
 
 
 # --- the images' commands, as plain processes ----------------------------------------------------

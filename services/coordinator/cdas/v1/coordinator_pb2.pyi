@@ -50,7 +50,7 @@ class PutRunResponse(_message.Message):
     CREATED_FIELD_NUMBER: _ClassVar[int]
     run: Run
     created: bool
-    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., created: bool = ...) -> None: ...
 
 class Counts(_message.Message):
     __slots__ = ("seen", "results", "duplicates", "rollouts", "batches")
