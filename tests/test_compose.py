@@ -285,3 +285,17 @@ def test_the_gpu_rollout_command_runs_up_to_the_gpu(
     with RestClient(f"http://127.0.0.1:{rest_port}", retry=PATIENT) as client:
         run = client.get_run(stack.read_env_file()["ROLLOUT_RUN"])
         assert (run.strategy, run.size, run.step) == ("cdas", 12000, None)
+
+
+def test_the_gpu_trainer_command_runs_up_to_ray(tmp_path: Path, network: stack.Network) -> None:
+    """No GPU (and so no Ray) here: the trainer's compose command passes cdas-openrlhf's checks
+    (its flags, the pinned OpenRLHF, the token) and stops where Ray is imported, with that said."""
+    compose = stack.load_compose()
+    network.paths["/checkpoints"] = str(tmp_path / "checkpoints")
+    argv, trainer_env = stack.command(compose, "trainer", network)
+    assert argv[0] == "cdas-openrlhf"
+    done = subprocess.run(argv, env=stack.plain_env(trainer_env), capture_output=True, timeout=120)
+    output = done.stdout.decode() + done.stderr.decode()
+    assert done.returncode != 0, output
+    assert "No module named 'ray'" in output, output[-3000:]
+    assert "usage:" not in output, "the launcher accepted every flag"
