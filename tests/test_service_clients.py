@@ -420,3 +420,17 @@ def test_a_time_budget_keeps_retrying_past_the_attempt_count() -> None:
         client.get_run("r")
     assert time.monotonic() - started >= 0.6  # 2 attempts at <= 20 ms apart would stop at once
     client.close()
+
+
+def test_connect_picks_the_client_by_scheme() -> None:
+    from cdas.client import connect
+
+    rest = connect("http://127.0.0.1:8000/", "t")
+    assert isinstance(rest, RestClient)
+    assert str(rest._http.base_url) == "http://127.0.0.1:8000"
+    rest.close()
+    grpc_client = connect("grpc://127.0.0.1:50051")
+    assert isinstance(grpc_client, GrpcClient)
+    grpc_client.close()
+    with pytest.raises(ValueError, match="coordinator URL 'coordinator:8000' must start with"):
+        connect("coordinator:8000")

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cdas.client import GrpcClient, RestClient, RetryPolicy, params
+from cdas.client import GrpcClient, RestClient, RetryPolicy, connect, params
 from cdas.core.errors import CdasError
 from cdas_rollout.backends import BACKENDS, SamplingSettings, make_backend
 from cdas_rollout.dataset import Dataset, load_dataset
@@ -45,30 +45,27 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
         raise UsageError(str(error)) from None
 
 
-def _positive(name: str) -> Any:
+def _at_least(name: str, minimum: int) -> Any:
+    """An argparse type: an integer >= ``minimum``, else an error naming the flag and value."""
+
     def check(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {value}")
         return value
 
     return check
+
+
+def _positive(name: str) -> Any:
+    return _at_least(name, 1)
 
 
 def _non_negative(name: str) -> Any:
-    def check(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {value}")
-        return value
-
-    return check
+    return _at_least(name, 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,12 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_client(url: str, token: str | None, retry_for: float) -> RestClient | GrpcClient:
     """REST for http(s)://, gRPC for grpc://host:port; retries for ``retry_for`` seconds."""
-    retry = RetryPolicy(for_seconds=retry_for, max_delay=2.0)
-    if url.startswith("grpc://"):
-        return GrpcClient(url.removeprefix("grpc://").rstrip("/"), token, retry=retry)
-    if url.startswith(("http://", "https://")):
-        return RestClient(url.rstrip("/"), token, retry=retry)
-    raise UsageError(f"--coordinator {url!r} must start with http://, https:// or grpc://")
+    try:
+        return connect(url, token, retry=RetryPolicy(for_seconds=retry_for, max_delay=2.0))
+    except ValueError:
+        raise UsageError(
+            f"--coordinator {url!r} must start with http://, https:// or grpc://"
+        ) from None
 
 
 def prompts_argument(dataset: Dataset) -> int | list[str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdas.client import GrpcClient, RestClient, RetryPolicy, params
+from cdas.client import GrpcClient, RestClient, RetryPolicy, connect, params
 
 ENV = {
     "url": "CDAS_COORDINATOR_URL",
@@ -94,10 +94,9 @@ class CoordinatorSettings:
 
     def client(self) -> RestClient | GrpcClient:
         """An SDK client that rides out a coordinator restart for ``retry_for`` seconds."""
-        retry = RetryPolicy(for_seconds=self.retry_for, max_delay=5.0)
-        if self.url.startswith("grpc://"):
-            return GrpcClient(self.url.removeprefix("grpc://"), self.token(), retry=retry)
-        return RestClient(self.url, self.token(), retry=retry)
+        return connect(
+            self.url, self.token(), retry=RetryPolicy(for_seconds=self.retry_for, max_delay=5.0)
+        )
 
     def to_env(self) -> dict[str, str]:
         env = {

@@ -10,8 +10,9 @@ coordinator or store) with jittered exponential backoff; this is safe because ev
 idempotent (``next_batch`` per (step, round), ``report_results`` per (step, prompt)).
 """
 
+from cdas.client.connect import connect
 from cdas.client.grpc import GrpcClient
 from cdas.client.rest import AsyncRestClient, RestClient
 from cdas.client.retry import RetryPolicy
 
-__all__ = ["AsyncRestClient", "GrpcClient", "RestClient", "RetryPolicy"]
+__all__ = ["AsyncRestClient", "GrpcClient", "RestClient", "RetryPolicy", "connect"]
