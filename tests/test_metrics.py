@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sys
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -675,13 +676,16 @@ def test_a_service_given_a_registry_exposes_in_it() -> None:
         assert registry.get_sample_value("cdas_results_applied_total", {"run": "r"}) == 2
         assert registry.get_sample_value("cdas_zero_gradient_groups_total", {"run": "r"}) == 1
         assert registry.get_sample_value("cdas_runs") == 1
-        assert (
-            registry.get_sample_value(
-                "cdas_request_duration_seconds_count",
-                {"transport": "rest", "operation": "report_results"},
-            )
-            == 1
-        )
+        # the middleware counts a request once the app has sent the whole answer, so the client
+        # can read the answer a moment before the count lands: wait for it (bounded)
+        labels = {"transport": "rest", "operation": "report_results"}
+        deadline = time.monotonic() + 5
+        while (
+            registry.get_sample_value("cdas_request_duration_seconds_count", labels) is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+        assert registry.get_sample_value("cdas_request_duration_seconds_count", labels) == 1
         s = scrape(rest_url(bound))
         assert s.get("embedder_things_total") == 7
         assert s.get("cdas_results_applied_total", run="r") == 2
