@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install base system test lint format typecheck pytest bench bench-service demo simulate results calibrate serve proto clean
+.PHONY: install base system grpo-side grpo grpo-results test lint format typecheck pytest bench bench-service demo simulate results calibrate serve proto clean
 
 ## install: everything the tests need (the coordinator, then the trainer side, then Debian packages);
 ## the main job's targets (demo, serve, simulate, bench, ...) need only the coordinator: base
@@ -36,10 +36,13 @@ $(VENV)/.installed: pyproject.toml
 
 ## The trainer side, for the integration tests (tests/test_trainer_*.py, tests/test_rollout_*.py):
 ## the CPU build of torch, OpenRLHF 0.11.2's CPU-capable stack (services/trainer/requirements-cpu.txt),
-## deepspeed without its CUDA ops, OpenRLHF itself without ray/vllm/flash-attn, math-verify, and
-## the two integration packages. The coordinator's own install (pip install .) holds none of it.
+## deepspeed without its CUDA ops, OpenRLHF itself without ray/vllm/flash-attn, math-verify, TRL
+## 1.16.0 (its requirements are met by the stack above: transformers 5.15.0 included), and the three
+## integration packages and the GRPO benchmark (cdas-grpo). The coordinator's own install
+## (pip install .) holds none of it.
 TRAINER_SIDE := services/trainer/pyproject.toml services/trainer/requirements-cpu.txt \
-                services/rollout/pyproject.toml
+                services/rollout/pyproject.toml services/trl/pyproject.toml \
+                services/grpo/pyproject.toml
 $(VENV)/.trainer-side: $(VENV)/.installed $(TRAINER_SIDE)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -r services/trainer/requirements-cpu.txt
@@ -47,6 +50,8 @@ $(VENV)/.trainer-side: $(VENV)/.installed $(TRAINER_SIDE)
 	$(BIN)/python -m pip install --quiet --no-deps openrlhf==0.11.2
 	$(BIN)/python -m pip install --quiet -e services/rollout -e services/trainer --no-deps
 	$(BIN)/python -m pip install --quiet 'math-verify[antlr4_13_2]'
+	$(BIN)/python -m pip install --quiet trl==1.16.0
+	$(BIN)/python -m pip install --quiet -e services/trl -e services/grpo --no-deps
 	touch $@
 
 ## test: install what the tests need, then lint, type-check and run the whole suite
@@ -94,6 +99,23 @@ simulate: base
 ## results: regenerate docs/results.md and its plots (docs/results/) from the committed command
 results: base
 	$(BIN)/cdas simulate --steps 110 --seeds 3 --out docs/results --page docs/results.md
+
+## grpo-side: the GRPO benchmark on top of the main job's install: the CPU build of torch and
+## cdas-grpo (services/grpo), which adds `cdas grpo`
+grpo-side: $(VENV)/.grpo-side
+$(VENV)/.grpo-side: $(VENV)/.installed services/grpo/pyproject.toml
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-deps -e services/grpo
+	touch $@
+
+## grpo: real GRPO on this machine, cdas/random/prioritized/dynamic x 2 seeds (about 15 min on 2
+## CPU cores; plots and tables in grpo-out/)
+grpo: grpo-side
+	$(BIN)/cdas grpo --out grpo-out $(ARGS)
+
+## grpo-results: regenerate docs/grpo.md and its plots (docs/grpo/) from the committed command
+grpo-results: grpo-side
+	$(BIN)/cdas grpo --out docs/grpo --page docs/grpo.md
 
 ## calibrate: refit the twin's free parameters to the paper's Random run (prints them)
 calibrate: base

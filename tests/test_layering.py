@@ -49,7 +49,8 @@ def test_core_imports_only_the_standard_library_and_numpy() -> None:
 
 
 TRAINER_SIDE = {"torch", "transformers", "vllm", "openrlhf", "ray", "deepspeed", "flash_attn",
-                "math_verify", "cdas_openrlhf", "cdas_rollout"}  # fmt: skip
+                "math_verify", "cdas_openrlhf", "cdas_rollout", "trl", "cdas_trl",
+                "cdas_grpo"}  # fmt: skip
 
 
 def test_the_coordinator_package_never_imports_the_trainer_side() -> None:
@@ -69,7 +70,9 @@ def test_the_coordinator_package_never_imports_the_trainer_side() -> None:
     named = {
         r.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip() for r in requirements
     }
-    assert not (named & (TRAINER_SIDE | {"torch", "vllm", "openrlhf"})), named
+    assert not (named & (TRAINER_SIDE | {"torch", "vllm", "openrlhf", "cdas-trl", "cdas-grpo"})), (
+        named
+    )
 
 
 def test_serving_the_coordinator_loads_no_trainer_module() -> None:

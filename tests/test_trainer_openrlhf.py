@@ -34,10 +34,10 @@ import cdas_openrlhf.reward  # noqa: E402
 import openrlhf.trainer.ray as openrlhf_ray  # noqa: E402
 import openrlhf.trainer.ray.launcher as openrlhf_launcher  # noqa: E402
 from cdas_openrlhf import launch  # noqa: E402
-from cdas_openrlhf.ids import prompt_ids  # noqa: E402
 from openrlhf.trainer import ppo_trainer as upstream  # noqa: E402
 
 import cdas  # noqa: E402
+from cdas.client.prompt_ids import prompt_ids  # noqa: E402
 from cdas.service.process import ServeProcess, serve_process  # noqa: E402
 from cdas.sim.dataset import SHIPPED  # noqa: E402
 from tests import openrlhf_harness as harness  # noqa: E402

@@ -18,12 +18,12 @@ gpu_stubs.install()
 
 from cdas_openrlhf import launch  # noqa: E402
 from cdas_openrlhf.generator import scalar  # noqa: E402
-from cdas_openrlhf.ids import PromptIdError, content_id, prompt_ids  # noqa: E402
 from cdas_openrlhf.loader import CoordinatorPromptLoader, LoaderStateError  # noqa: E402
 from cdas_openrlhf.settings import ENV, CoordinatorSettings, SettingsError, parse_param  # noqa: E402
 from cdas_openrlhf.version import OpenRLHFVersionError, check_openrlhf_version  # noqa: E402
 
 import cdas  # noqa: E402
+from cdas.client.prompt_ids import PromptIdError, content_id, prompt_ids  # noqa: E402
 
 N, B = 20, 4
 

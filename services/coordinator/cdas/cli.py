@@ -1,5 +1,6 @@
 """The ``cdas`` command line: ``cdas serve``, ``cdas demo``, ``cdas simulate``, ``cdas calibrate``,
-``cdas bench core|redis|service|metrics``, ``cdas version``."""
+``cdas bench core|redis|service|metrics``, ``cdas grpo`` (from the cdas-grpo package), ``cdas
+version``."""
 
 from __future__ import annotations
 
@@ -164,6 +165,28 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     ):
         print(f"  {target.name:<14} {target.step:>4}  {target.value:.4f}  {value:.4f}")
     return 0
+
+
+PLUGINS = {
+    "grpo": (
+        "real GRPO on a small policy: the strategies compared (needs cdas-grpo)",
+        "the GRPO benchmark, which brings torch: `make grpo`, or "
+        "`pip install torch==2.13.0 ./services/grpo` (README, 'Real GRPO on a laptop')",
+    ),
+}
+"""Commands other packages provide (entry point group ``cdas.commands``): the name, its help, and
+what to install when it is missing. The coordinator never imports them (they bring torch);
+``cdas NAME ...`` loads the entry point only when that command is run."""
+
+
+def run_plugin(name: str, argv: Sequence[str]) -> int:
+    """``cdas NAME ARGV...``: the installed package's command, or what to install."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group="cdas.commands", name=name)
+    if not found:
+        raise SystemExit(f"cdas {name}: not installed; it needs {PLUGINS[name][1]}")
+    return int(next(iter(found)).load()(list(argv)))
 
 
 def open_store(spec: str, state_file: str | None = None) -> cdas.Store:
@@ -340,12 +363,20 @@ def build_parser() -> argparse.ArgumentParser:
     svc.add_argument("--concurrency", default="1,16", help="concurrent trainers (default 1,16)")
     svc.set_defaults(func=cmd_bench_service)
 
+    for name, (text, _install) in PLUGINS.items():
+        plugin = sub.add_parser(name, help=text, add_help=False)
+        plugin.add_argument("rest", nargs=argparse.REMAINDER)
+        plugin.set_defaults(func=lambda a: run_plugin(a.command, a.rest))
+
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda _args: print(cdas.__version__) or 0)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PLUGINS:  # its flags are the plugin's own, --help included
+        return run_plugin(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

@@ -4,8 +4,8 @@ The subclass changes three things and leaves ``fit``, generation, rewards, dynam
 and checkpointing to OpenRLHF:
 
 1. while OpenRLHF builds its datasets, ``PromptDataset`` also records each row's prompt id
-   (``ids.prompt_ids``: the id column, else a content hash), since ``PromptDataset`` keeps only
-   prompt, label, image and datasource;
+   (``cdas.client.prompt_ids``: the id column, else a content hash), since ``PromptDataset``
+   keeps only prompt, label, image and datasource;
 2. the run is registered with those ids (``put_run`` is idempotent: a restarted trainer finds its
    run; another prompt set under the same run id is refused), and the prompts dataloader becomes a
    ``CoordinatorPromptLoader``;
@@ -26,8 +26,8 @@ from typing import Any
 
 from openrlhf.trainer import ppo_trainer as upstream
 
+from cdas.client.prompt_ids import prompt_ids
 from cdas_openrlhf.generator import CoordinatorSamplesGenerator
-from cdas_openrlhf.ids import prompt_ids
 from cdas_openrlhf.loader import CoordinatorPromptLoader
 from cdas_openrlhf.settings import CoordinatorSettings
 from cdas_openrlhf.version import check_openrlhf_version

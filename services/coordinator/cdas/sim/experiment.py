@@ -137,9 +137,11 @@ def run_parallel(
 
 
 def write_csv(records: Sequence[StepRecord], path: Path) -> None:
-    """One row per (strategy, seed, step), every column of ``StepRecord``."""
+    """One row per (strategy, seed, step), every column of the records' class (``StepRecord``
+    or a subclass with more columns)."""
+    kind = type(records[0]) if records else StepRecord
     with path.open("w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=StepRecord.columns())
+        writer = csv.DictWriter(out, fieldnames=kind.columns())
         writer.writeheader()
         for r in records:
             writer.writerow(r.row())

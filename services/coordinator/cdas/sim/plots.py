@@ -32,7 +32,7 @@ COLORS = {
 FILES = ("zero_gradient.png", "accuracy.png", "gpu_hours.png", "competence.png")
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,47 +41,60 @@ def _pyplot() -> Any:
     return plt
 
 
-def _color(strategy: str) -> str:
+def color(strategy: str) -> str:
     return COLORS.get(strategy, "#17becf")
 
 
-def _matrix(runs: dict[int, list[StepRecord]], attr: str, cumulative: bool = False) -> np.ndarray:
+def matrix(runs: dict[int, list[StepRecord]], attr: str, cumulative: bool = False) -> np.ndarray:
     rows = [np.array([getattr(r, attr) for r in recs], dtype=float) for recs in runs.values()]
     length = min(len(r) for r in rows)
     m = np.vstack([r[:length] for r in rows])
     return np.cumsum(m, axis=1) if cumulative else m
 
 
-def _band(ax: Any, x: np.ndarray, m: np.ndarray, strategy: str) -> None:
-    ax.plot(x, m.mean(axis=0), color=_color(strategy), label=strategy, linewidth=1.6)
+def band(ax: Any, x: np.ndarray, m: np.ndarray, strategy: str) -> None:
+    ax.plot(x, m.mean(axis=0), color=color(strategy), label=strategy, linewidth=1.6)
     if m.shape[0] > 1:
-        ax.fill_between(x, m.min(axis=0), m.max(axis=0), color=_color(strategy), alpha=0.18)
+        ax.fill_between(x, m.min(axis=0), m.max(axis=0), color=color(strategy), alpha=0.18)
 
 
 def plot_all(records: Sequence[StepRecord], out: Path, title: str = "") -> list[Path]:
     """Write the four PNGs into ``out``; returns their paths."""
-    plt = _pyplot()
-    runs = group_runs(records)
-    target = target_accuracy(records)
-    paths = []
+    return [
+        zero_gradient(records, out / "zero_gradient.png", title),
+        accuracy(records, out / "accuracy.png"),
+        cost(
+            records, out / "gpu_hours.png", "cumulative GPU-hours (twin's proxy)", "GPU time spent"
+        ),
+        competence(records, out / "competence.png"),
+    ]
 
+
+def zero_gradient(records: Sequence[StepRecord], path: Path, title: str = "") -> Path:
+    """The share of groups with all-equal rewards per step, per strategy (Figure 5)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    for strategy, seeds in runs.items():
-        m = _matrix(seeds, "zero_gradient")
-        _band(ax, np.arange(1, m.shape[1] + 1), m, strategy)
+    for strategy, seeds in group_runs(records).items():
+        m = matrix(seeds, "zero_gradient")
+        band(ax, np.arange(1, m.shape[1] + 1), m, strategy)
     ax.set(xlabel="step", ylabel="share of groups with zero gradient", ylim=(0, 1))
     ax.set_title(f"Zero-gradient share per step {title}".strip())
     ax.grid(alpha=0.3)
     ax.legend(ncol=2, fontsize=8)
-    paths.append(_save(fig, out / "zero_gradient.png", plt))
+    return save(fig, path, plt)
 
+
+def accuracy(records: Sequence[StepRecord], path: Path) -> Path:
+    """Held-out accuracy against steps and against rollouts spent, Random's final dashed."""
+    plt = pyplot()
+    target = target_accuracy(records)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=110)
-    for strategy, seeds in runs.items():
-        m = _matrix(seeds, "accuracy") * 100
+    for strategy, seeds in group_runs(records).items():
+        m = matrix(seeds, "accuracy") * 100
         steps = np.arange(1, m.shape[1] + 1)
-        _band(left, steps, m, strategy)
-        spent = _matrix(seeds, "rollouts", cumulative=True).mean(axis=0) / 1e6
-        right.plot(spent, m.mean(axis=0), color=_color(strategy), label=strategy, linewidth=1.6)
+        band(left, steps, m, strategy)
+        spent = matrix(seeds, "rollouts", cumulative=True).mean(axis=0) / 1e6
+        right.plot(spent, m.mean(axis=0), color=color(strategy), label=strategy, linewidth=1.6)
     for ax in (left, right):
         if not np.isnan(target):
             ax.axhline(target * 100, color="black", linestyle="--", linewidth=0.8)
@@ -91,18 +104,29 @@ def plot_all(records: Sequence[StepRecord], out: Path, title: str = "") -> list[
     right.set(xlabel="rollouts spent (millions, log scale)", xscale="log")
     right.set_title("Held-out accuracy against rollouts spent")
     left.legend(ncol=2, fontsize=8)
-    paths.append(_save(fig, out / "accuracy.png", plt))
+    return save(fig, path, plt)
 
+
+def cost(
+    records: Sequence[StepRecord], path: Path, label: str, title: str, scale: float = 1.0
+) -> Path:
+    """The cumulative ``cost`` (times ``scale``) against steps (the paper's Figure 2b)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    for strategy, seeds in runs.items():
-        m = _matrix(seeds, "cost", cumulative=True)
-        _band(ax, np.arange(1, m.shape[1] + 1), m, strategy)
-    ax.set(xlabel="step", ylabel="cumulative GPU-hours (twin's proxy)")
-    ax.set_title("GPU time spent")
+    for strategy, seeds in group_runs(records).items():
+        m = matrix(seeds, "cost", cumulative=True) * scale
+        band(ax, np.arange(1, m.shape[1] + 1), m, strategy)
+    ax.set(xlabel="step", ylabel=label)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(ncol=2, fontsize=8)
-    paths.append(_save(fig, out / "gpu_hours.png", plt))
+    return save(fig, path, plt)
 
+
+def competence(records: Sequence[StepRecord], path: Path) -> Path:
+    """Per strategy (seed 0), the competence C and the batch's difficulty band."""
+    plt = pyplot()
+    runs = group_runs(records)
     names = list(runs)
     cols = min(4, len(names))
     rows = (len(names) + cols - 1) // cols
@@ -115,10 +139,8 @@ def plot_all(records: Sequence[StepRecord], out: Path, title: str = "") -> list[
         low = np.array([r.band_low for r in recs])
         mid = np.array([r.band_mid for r in recs])
         high = np.array([r.band_high for r in recs])
-        ax.fill_between(x, low, high, color=_color(strategy), alpha=0.25, label="batch D, 10-90%")
-        ax.plot(
-            x, mid, color=_color(strategy), linestyle="--", linewidth=1, label="batch D, median"
-        )
+        ax.fill_between(x, low, high, color=color(strategy), alpha=0.25, label="batch D, 10-90%")
+        ax.plot(x, mid, color=color(strategy), linestyle="--", linewidth=1, label="batch D, median")
         ax.plot(x, [r.competence for r in recs], color="black", linewidth=1.4, label="competence C")
         ax.set_title(strategy, fontsize=10)
         ax.set_xlabel("step")
@@ -128,11 +150,10 @@ def plot_all(records: Sequence[StepRecord], out: Path, title: str = "") -> list[
     axes[0][0].set_ylabel("difficulty D / competence C")
     axes[0][0].legend(fontsize=7)
     fig.suptitle("Competence and the batch's difficulty band (seed 0)")
-    paths.append(_save(fig, out / "competence.png", plt))
-    return paths
+    return save(fig, path, plt)
 
 
-def _save(fig: Any, path: Path, plt: Any) -> Path:
+def save(fig: Any, path: Path, plt: Any) -> Path:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -120,48 +120,72 @@ def summarize(records: Sequence[StepRecord], reference: str = "random") -> list[
     return rows
 
 
-HEADERS = (
-    "strategy",
-    "mean zero-gradient share",
-    "final accuracy (%)",
-    "steps to Random's final accuracy",
-    "rollouts to it (k)",
-    "GPU-hours to it",
-    "rollouts in all (k)",
-    "GPU-hours in all",
-)
+@dataclass(frozen=True)
+class CostUnit:
+    """How a record's ``cost`` (hours of device time) is shown: the twin's GPU-hours proxy, or
+    the wall-clock seconds a real run measured."""
+
+    column: str
+    """the CSV columns' stem"""
+    header: str
+    """the table's word for it"""
+    scale: float
+    """from hours to the unit"""
 
 
-def cells(row: Row) -> list[str]:
+GPU_HOURS = CostUnit("gpu_hours", "GPU-hours", 1.0)
+SECONDS = CostUnit("seconds", "seconds", 3600.0)
+
+
+def headers(unit: CostUnit = GPU_HOURS) -> tuple[str, ...]:
+    return (
+        "strategy",
+        "mean zero-gradient share",
+        "final accuracy (%)",
+        "steps to Random's final accuracy",
+        "rollouts to it (k)",
+        f"{unit.header} to it",
+        "rollouts in all (k)",
+        f"{unit.header} in all",
+    )
+
+
+def cells(row: Row, unit: CostUnit = GPU_HOURS) -> list[str]:
     return [
         row.strategy,
         row.zero_gradient.text(3),
         row.final_accuracy.text(2, 100),
         row.steps_to_target.text(1),
         row.rollouts_to_target.text(0, 1e-3),
-        row.gpu_hours_to_target.text(0),
+        row.gpu_hours_to_target.text(0, unit.scale),
         row.rollouts.text(0, 1e-3),
-        row.gpu_hours.text(0),
+        row.gpu_hours.text(0, unit.scale),
     ]
 
 
-def markdown(rows: Sequence[Row]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + " --- |" * len(HEADERS)]
-    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+def markdown(rows: Sequence[Row], unit: CostUnit = GPU_HOURS) -> str:
+    names = headers(unit)
+    lines = ["| " + " | ".join(names) + " |", "|" + " --- |" * len(names)]
+    lines += ["| " + " | ".join(cells(r, unit)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
-def text_table(rows: Sequence[Row]) -> str:
-    """The table for a terminal: the first five columns, aligned."""
+def text_table(rows: Sequence[Row], unit: CostUnit | None = None) -> str:
+    """The table for a terminal: the first five columns, aligned (and the cost to Random's
+    final accuracy when ``unit`` is given)."""
     head = ["strategy", "zero-grad share", "final acc %", "steps to Random's", "rollouts to it"]
-    body = [cells(r)[:5] for r in rows]
+    width = 5
+    if unit is not None:
+        head.append(f"{unit.header} to it")
+        width = 6
+    body = [cells(r, unit or GPU_HOURS)[:width] for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
     return "\n".join(fmt.format(*line) for line in [head, *body]) + "\n"
 
 
-def write_csv(rows: Sequence[Row], path: Path) -> None:
-    """Machine-readable: mean, std and seeds-reached for every figure."""
+def write_csv(rows: Sequence[Row], path: Path, unit: CostUnit = GPU_HOURS) -> None:
+    """Machine-readable: mean, std and seeds-reached for every figure (costs in ``unit``)."""
     figures = (
         "zero_gradient",
         "final_accuracy",
@@ -173,10 +197,12 @@ def write_csv(rows: Sequence[Row], path: Path) -> None:
     )
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(["strategy"] + [f"{f}_{k}" for f in figures for k in ("mean", "std", "n")])
+        names = [f.replace("gpu_hours", unit.column) for f in figures]
+        writer.writerow(["strategy"] + [f"{f}_{k}" for f in names for k in ("mean", "std", "n")])
         for row in rows:
             line: list[object] = [row.strategy]
             for f in figures:
                 s: Spread = getattr(row, f)
-                line += [s.mean, s.std, s.count]
+                scale = unit.scale if f.startswith("gpu_hours") else 1.0
+                line += [s.mean * scale, s.std * scale, s.count]
             writer.writerow(line)

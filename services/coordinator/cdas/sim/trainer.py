@@ -91,7 +91,7 @@ def _results(prompt_ids: Sequence[str], k: IntArray, group: int) -> list[dict[st
     ]
 
 
-def _band(
+def difficulty_band(
     client: SamplingClient, run_id: str, prompt_ids: Sequence[str], sample: int, seed: int
 ) -> tuple[float, float, float]:
     """Quantiles of D over ``sample`` prompts of the batch (one ``get_prompt`` each)."""
@@ -102,6 +102,63 @@ def _band(
     d = np.array([client.get_prompt(run_id, prompt_ids[i]).difficulty for i in chosen])
     low, mid, high = np.quantile(d, [0.1, 0.5, 0.9])
     return float(low), float(mid), float(high)
+
+
+@dataclass
+class Round:
+    """One round of a step: the coordinator's batch, the correct rollouts out of G per prompt,
+    whatever the caller's rollout returned for training (``payload``), and the positions of the
+    batch's groups that are trained on."""
+
+    batch: Batch
+    correct: IntArray
+    payload: Any
+    kept: IntArray
+
+
+def play_step(
+    client: SamplingClient,
+    run_id: str,
+    step: int,
+    play: Callable[[Batch], tuple[IntArray, list[dict[str, Any]], Any]],
+    *,
+    batch: int,
+    group: int,
+    run_size: int,
+    rounds: bool = False,
+    max_rounds: int = 10,
+    oversample: int = OVERSAMPLE,
+) -> list[Round]:
+    """One step's rounds, as a trainer plays them; the one place for the refill rule.
+
+    ``play(batch)`` rolls the batch out and returns (correct rollouts per prompt, the results to
+    post, a payload). Each round's results are posted before the next round is asked for. Plain
+    GRPO: one round of ``batch`` prompts, every group kept. DAPO's dynamic sampling (``rounds``):
+    rounds of ``oversample`` x ``batch`` prompts (never more than the prompts not yet issued in
+    the step) until ``batch`` groups with non-zero variance are kept or ``max_rounds`` is reached;
+    the first ``batch`` informative groups are kept, in order.
+    """
+    out: list[Round] = []
+    issued = 0
+    informative = 0
+    for round_ in range(max_rounds if rounds else 1):
+        size = min(oversample * batch, run_size - issued) if rounds else batch
+        if size < 1:
+            break
+        issued_batch = client.next_batch(run_id, step, size, round=round_)
+        k, results, payload = play(issued_batch)
+        client.report_results(run_id, step, results)
+        issued += len(issued_batch.prompt_ids)
+        if rounds:
+            useful = (k > 0) & (k < group)
+            kept = np.flatnonzero(useful)[: batch - informative]
+            informative += kept.size
+        else:
+            kept = np.arange(k.size)
+        out.append(Round(issued_batch, k, payload, kept))
+        if rounds and informative >= batch:
+            break
+    return out
 
 
 def train(
@@ -120,51 +177,41 @@ def train(
     max_rounds = int(info.params.get("max_rounds", 10)) if rounds else 1
     records: list[StepRecord] = []
     for step in range(1, steps + 1):
-        issued = 0
-        rolled: list[IntArray] = []
-        kept_idx: list[IntArray] = []
-        kept_k: list[IntArray] = []
-        informative = 0
-        competence = float("nan")
         band = (float("nan"),) * 3
-        done_rounds = 0
-        for round_ in range(max_rounds):
-            size = min(OVERSAMPLE * p.batch, info.size - issued) if rounds else p.batch
-            if size < 1:
-                break
-            batch = client.next_batch(run_id, step, size, round=round_)
-            if round_ == 0:
-                competence = batch.competence
-                band = _band(
-                    client, run_id, batch.prompt_ids, band_sample, twin.seed * 1000003 + step
+
+        def play(batch: Batch) -> tuple[IntArray, list[dict[str, Any]], IntArray]:
+            nonlocal band
+            if batch.round == 0:  # D read before any of the step's results
+                band = difficulty_band(
+                    client, run_id, batch.prompt_ids, band_sample, twin.seed * 1000003 + batch.step
                 )
             idx = _indexes(batch.prompt_ids)
             k = twin.rollout(idx)
-            client.report_results(run_id, step, _results(batch.prompt_ids, k, p.group))
-            issued += idx.size
-            done_rounds += 1
-            rolled.append(k)
-            if rounds:
-                useful = (k > 0) & (k < p.group)
-                take = np.flatnonzero(useful)[: p.batch - informative]
-                kept_idx.append(idx[take])
-                kept_k.append(k[take])
-                informative += take.size
-                if informative >= p.batch:
-                    break
-            else:
-                kept_idx.append(idx)
-                kept_k.append(k)
-        all_k = np.concatenate(rolled)
-        trained_idx, trained_k = np.concatenate(kept_idx), np.concatenate(kept_k)
+            return k, _results(batch.prompt_ids, k, p.group), idx
+
+        played = play_step(
+            client,
+            run_id,
+            step,
+            play,
+            batch=p.batch,
+            group=p.group,
+            run_size=info.size,
+            rounds=rounds,
+            max_rounds=max_rounds,
+        )
+        first = played[0].batch
+        all_k = np.concatenate([r.correct for r in played])
+        trained_idx = np.concatenate([r.payload[r.kept] for r in played])
+        trained_k = np.concatenate([r.correct[r.kept] for r in played])
         signal = twin.learn(trained_idx, trained_k)
         units = twin.cost_units(all_k) + p.train_cost * twin.cost_units(trained_k)
         record = StepRecord(
             strategy=info.strategy,
             seed=twin.seed,
             step=step,
-            competence=competence,
-            rounds=done_rounds,
+            competence=first.competence,
+            rounds=len(played),
             rollouts=all_k.size * p.group,
             trained=trained_idx.size,
             zero_gradient=float(np.mean((all_k == 0) | (all_k == p.group))),

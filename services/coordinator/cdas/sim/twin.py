@@ -125,12 +125,13 @@ class TwinParams:
         return asdict(self)
 
 
-def describe_params() -> list[tuple[str, Any, str]]:
-    """(name, default, explanation) for every parameter, from the field docstrings."""
+def describe_params(cls: type[Any] = TwinParams) -> list[tuple[str, Any, str]]:
+    """(name, default, explanation) for every field of the dataclass ``cls`` (the twin's
+    parameters by default), from the docstring under each field."""
     import ast
     import inspect
 
-    source = inspect.getsource(TwinParams)
+    source = inspect.getsource(cls)
     tree = ast.parse(source).body[0]
     assert isinstance(tree, ast.ClassDef)
     docs: dict[str, str] = {}
@@ -140,8 +141,8 @@ def describe_params() -> list[tuple[str, Any, str]]:
             following = body[pos + 1] if pos + 1 < len(body) else None
             if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
                 docs[node.target.id] = str(following.value.value)
-    defaults = TwinParams()
-    return [(f.name, getattr(defaults, f.name), docs.get(f.name, "")) for f in fields(TwinParams)]
+    defaults = cls()
+    return [(f.name, getattr(defaults, f.name), docs.get(f.name, "")) for f in fields(cls)]
 
 
 def _difficulties(

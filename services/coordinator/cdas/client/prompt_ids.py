@@ -1,15 +1,18 @@
-"""Stable prompt ids for the rows of a training dataset.
+"""Stable prompt ids for the rows of a training dataset: the one rule every trainer integration
+uses (``cdas_openrlhf``, ``cdas_trl``), so the same dataset gives the same ids in each.
 
 The coordinator keys every prompt's difficulty by id, so an id must name the same prompt in every
 process, after every restart and whatever order the rows are loaded in:
 
-- a dataset with an id column (``--coordinator.id_key``, default ``id``) uses it, as text;
+- a dataset with an id column (``id_key``: ``--coordinator.id_key`` in ``cdas-openrlhf``,
+  ``CoordinatorSettings.id_column`` in ``cdas_trl``) uses it, as text;
 - a dataset without one gets a content hash: the first 16 hex digits of SHA-256 over the JSON of
   the row's prompt and label (``[row[input_key], row[label_key]]``, keys sorted). The same prompt
   keeps its id when the file is shuffled, filtered or concatenated with others. Identical rows
   (the same prompt and label twice) are told apart by order: the second gets ``<hash>-1``.
 
-O(N) time and memory for N rows.
+Standard library only: the coordinator's package carries it, and the trainer side imports it from
+here (``cdas.client.prompt_ids``). O(N) time and memory for N rows.
 """
 
 from __future__ import annotations
