@@ -20,7 +20,8 @@ from __future__ import annotations
 import importlib.machinery
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from unittest.mock import MagicMock
 
@@ -90,6 +91,22 @@ def _mock_module(name: str) -> MagicMock:
 class SamplingParams:
     def __init__(self, **kwargs: Any) -> None:
         self.__dict__.update(kwargs)
+
+
+@contextmanager
+def hidden() -> Iterator[None]:
+    """The stand-ins out of ``sys.modules`` for a while, as on a machine without a GPU stack: a
+    library that probes for vLLM with importlib (TRL does, on import and at run time) must find
+    none, not a stand-in without a version."""
+    if not getattr(sys.modules.get("ray"), "CDAS_TEST_STUB", False):
+        yield
+        return
+    names = [n for n in sys.modules if n.split(".")[0] in ("ray", "vllm", "flash_attn")]
+    saved = {n: sys.modules.pop(n) for n in names}
+    try:
+        yield
+    finally:
+        sys.modules.update(saved)
 
 
 def install() -> None:

@@ -23,6 +23,12 @@ from typing import Any
 
 import pytest
 import torch
+
+from tests import gpu_stubs
+
+with gpu_stubs.hidden():  # TRL probes for vLLM on import: the OpenRLHF tests' stand-in is none
+    import trl.trainer.grpo_trainer  # noqa: F401
+
 from cdas_trl import (
     CheckpointStateError,
     CoordinatorGRPOTrainer,
@@ -33,7 +39,12 @@ from cdas_trl import (
     UnsupportedSetupError,
     check_trl_version,
 )
-from cdas_trl.batches import PromptColumnError, dataset_prompt_ids, generation_rows, group_results
+from cdas_trl.batches import (
+    PromptColumnError,
+    dataset_prompt_ids,
+    generation_rows,
+    group_results,
+)
 from cdas_trl.trainer import SNAPSHOT_FILE, STATE_FILE
 from datasets import Dataset, IterableDataset
 from transformers import AutoTokenizer, TrainerCallback
@@ -44,6 +55,14 @@ from cdas.client.prompt_ids import PromptIdError, prompt_ids
 from cdas.service.process import serve_process
 from tests.redis_servers import RedisServer, free_port
 from tests.tiny_lm import build_tiny_lm
+
+
+@pytest.fixture(autouse=True)
+def _no_gpu_stand_ins() -> Iterator[None]:
+    """TRL also asks for vLLM while it trains: the stand-ins stay hidden for these tests."""
+    with gpu_stubs.hidden():
+        yield
+
 
 ROWS, G = 12, 2
 WEIGHTS = [1.0, 0.5]
