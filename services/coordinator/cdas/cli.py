@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import cdas
+from cdas.core.config import DEFAULT_MAX_PROMPTS
 
 
 def _progress(message: str) -> None:
@@ -232,7 +233,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def on_close() -> None:
             memory.save(path)
 
-    service = Service(cdas.Coordinator(store), settings, on_close)
+    service = Service(cdas.Coordinator(store, max_prompts=args.max_prompts), settings, on_close)
     try:
         import uvloop
 
@@ -349,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--token-file", help="bearer token file (default: $CDAS_API_TOKEN; none: no auth)"
     )
     serve.add_argument("--max-body-mb", type=int, default=256, help="request size limit (MiB)")
+    serve.add_argument(
+        "--max-prompts",
+        type=int,
+        default=int(os.environ.get("CDAS_MAX_PROMPTS", DEFAULT_MAX_PROMPTS)),
+        help="most prompts one run may hold (default 10^7, or $CDAS_MAX_PROMPTS); larger "
+        "put_run / add_prompts requests are refused with 413 before anything is allocated",
+    )
     serve.add_argument("--grace", type=float, default=10.0, help="seconds for in-flight calls")
     serve.add_argument(
         "--drain", type=float, default=0.0, help="seconds NOT_SERVING before closing listeners"

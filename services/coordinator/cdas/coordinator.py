@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from cdas.core.config import PromptSpec, RunConfig
+from cdas.core.config import (
+    DEFAULT_MAX_PROMPTS,
+    MAX_PROMPTS,
+    PromptSpec,
+    RunConfig,
+    check_prompt_count,
+)
 from cdas.core.errors import InvalidArgumentError
 from cdas.core.results import Result
 from cdas.core.validate import check_int, check_prompt_id, check_run_id, check_step, describe
@@ -51,11 +57,19 @@ class Observer(Protocol):
 class Coordinator:
     """The public API of the sampling coordinator over one store (``shared/API.md``).
 
-    ``observers`` (the service's metrics) hear of each committed report and deleted run."""
+    ``observers`` (the service's metrics) hear of each committed report and deleted run.
+    ``max_prompts``: the most prompts one run may hold (``put_run`` and ``add_prompts`` beyond it
+    are a ``PayloadTooLargeError`` that changes nothing)."""
 
-    def __init__(self, store: Store, observers: Sequence[Observer] = ()) -> None:
+    def __init__(
+        self,
+        store: Store,
+        observers: Sequence[Observer] = (),
+        max_prompts: int = DEFAULT_MAX_PROMPTS,
+    ) -> None:
         self.store = store
         self.observers = list(observers)
+        self.max_prompts = check_int("max_prompts", max_prompts, 1, MAX_PROMPTS)
 
     # ------------------------------------------------------------------ runs
     def put_run(
@@ -75,7 +89,8 @@ class Coordinator:
         """
         check_run_id(run_id)
         config = RunConfig.make(strategy, params, seed)
-        return self.store.put_run(run_id, config, PromptSpec.parse(prompts, labels))
+        spec = PromptSpec.parse(prompts, labels, self.max_prompts)
+        return self.store.put_run(run_id, config, spec)
 
     def get_run(self, run_id: str) -> RunInfo:
         return self.store.get_run(check_run_id(run_id))
@@ -97,9 +112,14 @@ class Coordinator:
         ids: int | Sequence[str] | Mapping[str, Any],
         labels: Mapping[str, float] | Sequence[float] | None = None,
     ) -> int:
-        """Append prompts (ids or a count, as in ``put_run``); returns the run's new size."""
+        """Append prompts (ids or a count, as in ``put_run``); returns the run's new size. The
+        run may not grow past ``max_prompts`` (checked against its size before the call: two
+        racing appends can each pass, and then overshoot by at most one request's prompts)."""
         check_run_id(run_id)
-        return self.store.add_prompts(run_id, PromptSpec.parse(ids, labels))
+        spec = PromptSpec.parse(ids, labels, self.max_prompts)
+        size = self.store.get_run(run_id).size
+        check_prompt_count("add_prompts", size + spec.size, self.max_prompts)
+        return self.store.add_prompts(run_id, spec)
 
     # ------------------------------------------------------------------ steps
     def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch:

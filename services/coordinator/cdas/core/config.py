@@ -9,12 +9,29 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cdas.core.errors import ConflictError, InvalidArgumentError
+from cdas.core.errors import ConflictError, InvalidArgumentError, PayloadTooLargeError
 from cdas.core.strategies import normalized_params
 from cdas.core.validate import MAX_STEP, check_int, describe, is_int
 
 MAX_PROMPTS = 1 << 31
 """Prompt indexes are 32-bit."""
+
+DEFAULT_MAX_PROMPTS = 10**7
+"""Prompts one run may hold unless the coordinator is told otherwise (``Coordinator``'s
+``max_prompts``, ``cdas serve --max-prompts``): a run of N prompts costs O(N) memory, so one request
+for a huge count must be refused before anything is allocated, not take the process down."""
+
+
+def check_prompt_count(field: str, count: int, limit: int) -> None:
+    """A ``PayloadTooLargeError`` naming ``count`` and ``limit`` when ``count > limit``."""
+    if count > limit:
+        raise PayloadTooLargeError(
+            f"{field} would make {count} prompts; this coordinator takes at most {limit} per run "
+            "(cdas serve --max-prompts)",
+            field=field,
+            value=count,
+            limit=limit,
+        )
 
 
 def check_seed(seed: Any) -> int:
@@ -52,10 +69,17 @@ class PromptSpec:
         return len(self.ids) if self.ids is not None else self.count
 
     @classmethod
-    def parse(cls, prompts: Any, labels: Any = None) -> PromptSpec:
+    def parse(cls, prompts: Any, labels: Any = None, limit: int = MAX_PROMPTS) -> PromptSpec:
         """Accept an int (count), a list of ids, or the REST forms {"count": N} / {"ids": [...]}.
 
-        Labels are ``{id: number}`` (or a sequence aligned with the ids)."""
+        Labels are ``{id: number}`` (or a sequence aligned with the ids). More than ``limit``
+        prompts is a ``PayloadTooLargeError``, raised before anything per prompt is built."""
+        spec = cls._prompts(prompts)
+        check_prompt_count("prompts", spec.size, limit)
+        return spec._with_labels(labels)
+
+    @classmethod
+    def _prompts(cls, prompts: Any) -> PromptSpec:
         if prompts is None:
             spec = cls()
         elif is_int(prompts):
@@ -74,6 +98,10 @@ class PromptSpec:
                 )
         else:
             spec = cls(ids=_id_list("prompts", prompts))
+        return spec
+
+    def _with_labels(self, labels: Any) -> PromptSpec:
+        spec = self
         if labels is None:
             return spec
         if not isinstance(labels, Mapping):
@@ -102,7 +130,7 @@ class PromptSpec:
                     field=f"labels[{key!r}]",
                     value=describe(value),
                 )
-        return cls(count=spec.count, ids=spec.ids, labels=dict(labels))
+        return PromptSpec(count=spec.count, ids=spec.ids, labels=dict(labels))
 
     def fingerprint(self) -> str:
         """Identifies the prompt set of a ``put_run`` (count form: cheap; ids: SHA-256)."""
@@ -143,4 +171,12 @@ def _id_list(field: str, ids: Any) -> list[str]:
     return list(ids)
 
 
-__all__ = ["MAX_STEP", "PromptSpec", "RunConfig", "check_same_run", "check_seed"]
+__all__ = [
+    "DEFAULT_MAX_PROMPTS",
+    "MAX_STEP",
+    "PromptSpec",
+    "RunConfig",
+    "check_prompt_count",
+    "check_same_run",
+    "check_seed",
+]
