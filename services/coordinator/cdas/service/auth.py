@@ -10,7 +10,7 @@ from cdas.core.errors import UnauthenticatedError
 
 class TokenCheck:
     def __init__(self, token: str | None) -> None:
-        self._expected = f"Bearer {token}".encode() if token else None
+        self._expected = token.encode() if token else None
 
     @property
     def enabled(self) -> bool:
@@ -22,5 +22,11 @@ class TokenCheck:
             return
         if not header:
             raise UnauthenticatedError("missing bearer token: send 'Authorization: Bearer <token>'")
-        if not hmac.compare_digest(header.encode(), self._expected):
+        scheme, _, credentials = header.strip().partition(" ")
+        if scheme.lower() != "bearer":  # RFC 9110: the scheme is case-insensitive
+            raise UnauthenticatedError(
+                "wrong bearer token: the authorization scheme must be Bearer "
+                "(send 'Authorization: Bearer <token>')"
+            )
+        if not hmac.compare_digest(credentials.strip().encode(), self._expected):
             raise UnauthenticatedError("wrong bearer token")

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import cdas
@@ -34,6 +35,7 @@ from cdas.core.errors import (
     MethodNotAllowedError,
     NotFoundError,
     PayloadTooLargeError,
+    UnauthenticatedError,
     http_status,
 )
 from cdas.core.results import unknown_field
@@ -108,6 +110,23 @@ _REPORT_BODY = JsonBody(models.ReportBody)
 
 ERROR_CODE = "cdas.error"
 """Where an error answer leaves its code in the ASGI scope, for the request metrics."""
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route of ``app`` fully matches on the request's path (Starlette's own
+    405 names only the first route whose path matched, and ``/v1/runs/{id}`` is three routes).
+    O(methods x routes), on 405s only."""
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**scope, "method": method})[0] == Match.FULL
+            for route in app.router.routes
+        )
+    ]
 
 
 def error_response(error: CdasError, scope: Scope | None = None) -> Response:
@@ -313,16 +332,27 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith("/v1") and exc.status_code in (404, 405):
+            try:  # auth before routing: without the token, /v1's routes cannot be probed
+                tokens.check(request.headers.get("authorization"))
+            except UnauthenticatedError as denied:
+                return error_response(denied, request.scope)
         if exc.status_code == 404:
             error: CdasError = NotFoundError(
                 f"no endpoint {request.method} {request.url.path}", path=request.url.path
             )
         elif exc.status_code == 405:
+            allowed = ", ".join(allowed_methods(app, request.scope))
             error = MethodNotAllowedError(
-                f"{request.method} is not offered on {request.url.path}",
+                f"{request.method} is not offered on {request.url.path}"
+                + (f"; it offers {allowed}" if allowed else ""),
                 method=request.method,
                 path=request.url.path,
             )
+            answer = error_response(error, request.scope)
+            if allowed:
+                answer.headers["Allow"] = allowed  # RFC 9110: a 405 names what is allowed
+            return answer
         elif exc.status_code == 400:  # FastAPI: a body it cannot decode (not UTF-8, say)
             error = InvalidArgumentError(
                 f"request body cannot be read: {exc.detail}; send UTF-8 JSON", field="body"
