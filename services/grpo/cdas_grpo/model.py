@@ -15,7 +15,6 @@ keeps a key/value cache, so it costs one pass over the prompts and M passes over
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -90,6 +89,12 @@ class Policy(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         """Logits (n, T, V) for every position of left-padded ``tokens``."""
+        x, _, _ = self._run(tokens)
+        return self._logits(x)
+
+    def _run(self, tokens: Tensor) -> tuple[Tensor, list[list[Tensor]], Tensor]:
+        """One pass over left-padded ``tokens``: the last block's output, each block's keys and
+        values (a generation's cache), and the tokens' digit places."""
         real = tokens != PAD
         positions = digit_places(tokens).clamp(max=self.config.places)
         t = tokens.shape[1]
@@ -97,9 +102,11 @@ class Policy(nn.Module):
         # a query sees earlier real keys; a pad query sees itself only (no row is all masked)
         mask = (causal & real[:, None, :]) | torch.eye(t, dtype=torch.bool, device=tokens.device)
         x = self.embed(tokens) + self.position(positions)
+        caches: list[list[Tensor]] = []
         for block in self.blocks:
-            x, _ = block(x, mask[:, None])
-        return self._logits(x)
+            x, kv = block(x, mask[:, None])
+            caches.append(kv)
+        return x, caches, positions
 
     def _logits(self, x: Tensor) -> Tensor:
         out: Tensor = self.norm(x) @ self.embed.weight.T
@@ -111,17 +118,9 @@ class Policy(nn.Module):
     ) -> Tensor:
         """Sample ``max_new`` tokens after each left-padded prompt row; (n, max_new). A row
         that has produced ``<eos>`` goes on producing ``<pad>``."""
-        n, p = prompts.shape
-        real = prompts != PAD
-        positions = digit_places(prompts).clamp(max=self.config.places)
-        causal = torch.ones(p, p, dtype=torch.bool, device=prompts.device).tril()
-        mask = (causal & real[:, None, :]) | torch.eye(p, dtype=torch.bool, device=prompts.device)
-        x = self.embed(prompts) + self.position(positions)
-        caches: list[list[Tensor]] = []
-        for block in self.blocks:
-            x, kv = block(x, mask[:, None])
-            caches.append(kv)
-        keys = real
+        n = prompts.shape[0]
+        x, caches, positions = self._run(prompts)
+        keys = prompts != PAD
         position = positions[:, -1]
         out = torch.full((n, max_new), PAD, dtype=torch.long, device=prompts.device)
         done = torch.zeros(n, dtype=torch.bool, device=prompts.device)
@@ -177,7 +176,3 @@ def answer_mask(completions: Tensor) -> Tensor:
     is_eos = completions == EOS
     after = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
     return (~after).float()
-
-
-def nats_to_bits(x: float) -> float:
-    return x / math.log(2)

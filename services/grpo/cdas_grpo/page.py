@@ -16,12 +16,12 @@ import platform
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import cdas
 from cdas.sim import experiment as twin_experiment
 from cdas.sim import paper, summary
+from cdas.sim.page import fmt_number, nanmean
 from cdas.sim.trainer import StepRecord
 from cdas.sim.twin import describe_params
 from cdas_grpo.bench import Plan
@@ -35,11 +35,6 @@ PAPER_STEPS = 110
 TWIN_SEEDS = 2
 
 
-def _mean(values: Sequence[float]) -> float:
-    have = [v for v in values if not math.isnan(v)]
-    return float(np.mean(have)) if have else math.nan
-
-
 def at_fraction(steps: int, paper_step: int) -> int:
     """The step of a run of ``steps`` that sits where ``paper_step`` sits in the paper's 110."""
     return max(1, min(steps, round(steps * paper_step / PAPER_STEPS)))
@@ -50,11 +45,7 @@ def window(runs: dict[int, list[StepRecord]], step: int, attr: str, half: int = 
     values = []
     for recs in runs.values():
         values += [getattr(r, attr) for r in recs if abs(r.step - step) <= half]
-    return _mean(values)
-
-
-def _fmt(value: float, digits: int = 2, scale: float = 1.0) -> str:
-    return "n/a" if math.isnan(value) else f"{value * scale:,.{digits}f}"
+    return nanmean(values)
 
 
 def _side(value: float, reference: float) -> str:
@@ -74,7 +65,7 @@ def _steps_to_random(records: Sequence[StepRecord], strategy: str) -> tuple[floa
         summary.reach(recs, goal.get(seed, math.nan))[0] for seed, recs in runs[strategy].items()
     ]
     got = [r for r in reached if not math.isnan(r)]
-    return _mean(got), len(got), len(reached)
+    return nanmean(got), len(got), len(reached)
 
 
 def figures(records: Sequence[StepRecord]) -> dict[str, tuple[float, float]]:
@@ -95,8 +86,8 @@ def figures(records: Sequence[StepRecord]) -> dict[str, tuple[float, float]]:
         for paper_step in (55, 110):
             s = at_fraction(steps, paper_step)
             out[f"{strategy}: held-out accuracy at step {paper_step} of 110"] = (
-                _mean([recs[s - 1].accuracy for recs in seeds.values()]),
-                _mean([recs[s - 1].accuracy for recs in rnd.values()]),
+                nanmean([recs[s - 1].accuracy for recs in seeds.values()]),
+                nanmean([recs[s - 1].accuracy for recs in rnd.values()]),
             )
         reached, _, _ = _steps_to_random(records, strategy)
         out[f"{strategy}: steps to Random's final accuracy"] = (reached, float(steps))
@@ -144,7 +135,7 @@ def comparison(records: Sequence[StepRecord], twin: Sequence[StepRecord]) -> lis
         ) -> str:
             if pair is None:
                 return "n/a"
-            return f"{_fmt(pair[0], digits, scale)} / {_fmt(pair[1], digits, scale)}"
+            return f"{fmt_number(pair[0], digits, scale)} / {fmt_number(pair[1], digits, scale)}"
 
         p = published.get(key)
         agree = "n/a"
@@ -165,9 +156,9 @@ def dynamics_rows(records: Sequence[GrpoStep], warm: WarmReport) -> list[str]:
     for strategy, seeds in summary.group_runs(records).items():
         recs = [r for rs in seeds.values() for r in rs]
         last = max(r.step for r in recs)
-        first5 = _mean([r.entropy for r in recs if isinstance(r, GrpoStep) and r.step <= 5])
-        last5 = _mean([r.entropy for r in recs if isinstance(r, GrpoStep) and r.step > last - 5])
-        end_gap = _mean([(r.train_accuracy - r.accuracy) * 100 for r in recs
+        first5 = nanmean([r.entropy for r in recs if isinstance(r, GrpoStep) and r.step <= 5])
+        last5 = nanmean([r.entropy for r in recs if isinstance(r, GrpoStep) and r.step > last - 5])
+        end_gap = nanmean([(r.train_accuracy - r.accuracy) * 100 for r in recs
                          if isinstance(r, GrpoStep) and r.step == last])  # fmt: skip
         lines.append(f"| {strategy} | {first5:.3f} | {last5:.3f} | {start_gap:+.1f} | "
                      f"{end_gap:+.1f} |")  # fmt: skip
@@ -213,8 +204,8 @@ def rung_rows(rungs: Sequence[RungRow]) -> list[str]:
         cells = []
         for name in names:
             mine = [r for r in rungs if r.strategy == strategy and r.rung == name]
-            served = _mean([r.served for r in mine])
-            change = _mean([(r.end - r.start) * 100 for r in mine])
+            served = nanmean([r.served for r in mine])
+            change = nanmean([(r.end - r.start) * 100 for r in mine])
             cells.append(f"{served:.0%}, {change:+.1f}")
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     start = {r.rung: r.start for r in rungs}
@@ -239,8 +230,8 @@ def forgetting(rungs: Sequence[RungRow]) -> list[str]:
         mine = [r for r in rungs if r.strategy == strategy]
         seeds = len({r.seed for r in mine})
         share = sum(r.served for r in mine if r.rung in mastered) / seeds
-        kept = _mean([(r.end - r.start) * 100 for r in mine if r.rung in mastered])
-        rest = _mean([(r.end - r.start) * 100 for r in mine if r.rung not in mastered])
+        kept = nanmean([(r.end - r.start) * 100 for r in mine if r.rung in mastered])
+        rest = nanmean([(r.end - r.start) * 100 for r in mine if r.rung not in mastered])
         out.append(
             f"- **{strategy}** drew {share:.0%} of its prompts from the {len(mastered)} rungs the "
             f"warm start already answered right at least {MASTERED:.0%} of the time "
@@ -257,8 +248,8 @@ def why_cdas(
     runs = summary.group_runs(records)
     if "cdas" not in runs or "random" not in runs:
         return []
-    final = _mean([recs[-1].accuracy for recs in runs["cdas"].values()])
-    base = _mean([recs[-1].accuracy for recs in runs["random"].values()])
+    final = nanmean([recs[-1].accuracy for recs in runs["cdas"].values()])
+    base = nanmean([recs[-1].accuracy for recs in runs["random"].values()])
     if not final < base:
         return []
     steps = max(r.step for r in records)
@@ -267,15 +258,15 @@ def why_cdas(
     start = {r.rung: r.start for r in rungs}
     mastered = {n for n, v in start.items() if v >= MASTERED}
     mine = [r for r in rungs if r.strategy == "cdas"]
-    lost = _mean([(r.end - r.start) * 100 for r in mine if r.rung in mastered])
+    lost = nanmean([(r.end - r.start) * 100 for r in mine if r.rung in mastered])
     late = window(runs["cdas"], steps, "zero_gradient")
     begin = warm.heldout_accuracy
-    gained = _mean([(r.end - r.start) * 100 for r in mine if r.rung not in mastered])
+    gained = nanmean([(r.end - r.start) * 100 for r in mine if r.rung not in mastered])
     return [
         f"CDAS does to its batches what the paper says it does: after its warm-up epoch "
         f"({warmup} steps) its zero-gradient share falls to "
         f"{window(runs['cdas'], at_fraction(steps, 30), 'zero_gradient'):.2f} (paper: 0.08 at step "
-        f"30), its batches' mean pass rate is {_mean([r.pass_rate for r in after]):.2f} (paper: "
+        f"30), its batches' mean pass rate is {nanmean([r.pass_rate for r in after]):.2f} (paper: "
         f"0.5-0.6), and its share climbs again late, to {late:.2f} at the end (paper: 0.30). But "
         f"here the policy it trains ends at {final:.1%} held-out accuracy, "
         f"{'below' if final < begin else 'above'} its start ({begin:.1%}) and below Random's "

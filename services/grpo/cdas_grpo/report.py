@@ -27,8 +27,6 @@ from cdas_grpo.run import RungRow
 from cdas_grpo.settings import Settings
 from cdas_grpo.warmstart import WarmReport
 
-FILES = ("zero_gradient.png", "accuracy.png", "dynamics.png", "competence.png")
-
 
 def start_line(warm: WarmReport) -> str:
     return (

@@ -150,7 +150,3 @@ def decode(tokens: Sequence[int]) -> str:
             break
         out.append(CHARS[t - 3] if t >= 3 else "?")
     return "".join(out)
-
-
-def finished(tokens: Sequence[int]) -> bool:
-    return EOS in tokens

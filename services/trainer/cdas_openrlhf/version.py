@@ -7,7 +7,7 @@ refused with a clear message rather than trained on.
 
 from __future__ import annotations
 
-from importlib import metadata
+from cdas.client.pinned import check_pinned
 
 OPENRLHF_VERSION = "0.11.2"
 
@@ -16,23 +16,6 @@ class OpenRLHFVersionError(RuntimeError):
     """The installed OpenRLHF is not the release this integration was built and tested against."""
 
 
-def installed_openrlhf_version() -> str | None:
-    try:
-        return metadata.version("openrlhf")
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def check_openrlhf_version(found: str | None = None) -> str:
     """Return the installed version, or raise naming it when it is not ``OPENRLHF_VERSION``."""
-    found = installed_openrlhf_version() if found is None else found
-    if found is None:
-        raise OpenRLHFVersionError(
-            f"openrlhf is not installed; cdas-openrlhf needs openrlhf=={OPENRLHF_VERSION}"
-        )
-    if found != OPENRLHF_VERSION:
-        raise OpenRLHFVersionError(
-            f"openrlhf {found} is installed; cdas-openrlhf is built against "
-            f"openrlhf=={OPENRLHF_VERSION} (pip install openrlhf=={OPENRLHF_VERSION})"
-        )
-    return found
+    return check_pinned("openrlhf", OPENRLHF_VERSION, "cdas-openrlhf", OpenRLHFVersionError, found)

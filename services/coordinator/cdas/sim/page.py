@@ -26,24 +26,26 @@ SENSITIVITY = (0.0, 0.1, 0.2)
 """``specific`` values tried against the calibrated one (CDAS and Random, same seeds)."""
 
 
-def _mean(values: Sequence[float]) -> float:
+def nanmean(values: Sequence[float]) -> float:
+    """The mean of the values that are not NaN (NaN when none is)."""
     have = [v for v in values if not math.isnan(v)]
     return float(np.mean(have)) if have else math.nan
 
 
 def _at(runs: dict[int, list[StepRecord]], step: int, attr: str) -> float:
-    return _mean([getattr(recs[step - 1], attr) for recs in runs.values() if len(recs) >= step])
+    return nanmean([getattr(recs[step - 1], attr) for recs in runs.values() if len(recs) >= step])
 
 
 def _window(runs: dict[int, list[StepRecord]], step: int) -> float:
     """The zero-gradient share at ``step`` as the calibration reads it, averaged over seeds."""
     target = calibrate.Target("zero_gradient", step, math.nan, 0.0)
-    return _mean(
+    return nanmean(
         [calibrate.observe(recs, math.nan, target) for recs in runs.values() if len(recs) >= step]
     )
 
 
-def _fmt(value: float, digits: int = 2, scale: float = 1.0) -> str:
+def fmt_number(value: float, digits: int = 2, scale: float = 1.0) -> str:
+    """``value`` x ``scale`` with thousands separators, or "n/a" for NaN."""
     return "n/a" if math.isnan(value) else f"{value * scale:,.{digits}f}"
 
 
@@ -65,11 +67,13 @@ def headline(records: Sequence[StepRecord]) -> list[str]:
     lines = []
     cdas_runs, dyn, rnd = runs.get("cdas"), runs.get("dynamic"), runs.get("random")
     if cdas_runs:
-        zg = _mean([float(np.mean([r.zero_gradient for r in recs])) for recs in cdas_runs.values()])
+        zg = nanmean(
+            [float(np.mean([r.zero_gradient for r in recs])) for recs in cdas_runs.values()]
+        )
         lines.append(
             f"- **CDAS's mean zero-gradient share**: {zg:.3f} over the run (twin), "
-            f"{_fmt(_window(cdas_runs, 30))} at step 30 and "
-            f"{_fmt(_window(cdas_runs, 110))} at step 110; "
+            f"{fmt_number(_window(cdas_runs, 30))} at step 30 and "
+            f"{fmt_number(_window(cdas_runs, 110))} at step 110; "
             f"paper: {paper.ZERO_GRADIENT['cdas'][30]:.2f} and "
             f"{paper.ZERO_GRADIENT['cdas'][110]:.2f} (Random's: twin {_rnd_zg(rnd)}, "
             "paper 0.65 and 0.75)."
@@ -81,7 +85,7 @@ def headline(records: Sequence[StepRecord]) -> list[str]:
         got = [r for r in reached if not math.isnan(r)]
         steps = rnd[min(rnd)][-1].step
         what = (
-            f"step {_mean(got):.0f} ({_mean(got) / steps:.0%} of Random's {steps} steps; "
+            f"step {nanmean(got):.0f} ({nanmean(got) / steps:.0%} of Random's {steps} steps; "
             f"{len(got)} of {len(reached)} seeds)"
             if got
             else f"not within {steps} steps"
@@ -98,11 +102,11 @@ def headline(records: Sequence[StepRecord]) -> list[str]:
             for seed, recs in cdas_runs.items()
             if seed in dyn
         }
-        level = _mean(list(levels.values()))
+        level = nanmean(list(levels.values()))
         c = [summary.reach(cdas_runs[seed], v) for seed, v in levels.items()]
         d = [summary.reach(dyn[seed], v) for seed, v in levels.items()]
-        rc, rd = _mean([x[1] for x in c]), _mean([x[1] for x in d])
-        hc, hd = _mean([x[2] for x in c]), _mean([x[2] for x in d])
+        rc, rd = nanmean([x[1] for x in c]), nanmean([x[1] for x in d])
+        hc, hd = nanmean([x[2] for x in c]), nanmean([x[2] for x in d])
         lines.append(
             f"- **CDAS's rollouts against dynamic sampling's for the same accuracy** "
             f"({level * 100:.2f}% on average: per seed, the highest accuracy that Random's final "
@@ -124,7 +128,7 @@ def _less(a: float, b: float, word: str) -> str:
 def _rnd_zg(rnd: dict[int, list[StepRecord]] | None) -> str:
     if not rnd:
         return "n/a"
-    return f"{_fmt(_window(rnd, 30))} and {_fmt(_window(rnd, 110))}"
+    return f"{fmt_number(_window(rnd, 30))} and {fmt_number(_window(rnd, 110))}"
 
 
 def predictions(records: Sequence[StepRecord]) -> list[str]:
@@ -146,7 +150,9 @@ def predictions(records: Sequence[StepRecord]) -> list[str]:
                 "(reference)" if strategy == "random" else _direction(base_t, twin, base_p, value)
             )
             out.append(
-                _row(f"accuracy at step {step} (%)", strategy, f"{value:.2f}", _fmt(twin), same)
+                _row(
+                    f"accuracy at step {step} (%)", strategy, f"{value:.2f}", fmt_number(twin), same
+                )
             )
     for strategy, points in paper.ZERO_GRADIENT.items():
         if strategy not in runs:
@@ -163,19 +169,21 @@ def predictions(records: Sequence[StepRecord]) -> list[str]:
                     f"zero-gradient share at step {step}",
                     strategy,
                     f"{value:.2f}",
-                    _fmt(twin),
+                    fmt_number(twin),
                     same,
                 )
             )
     for strategy, value in paper.GPU_HOURS_110.items():
         if strategy not in runs or any(len(recs) < 110 for recs in runs[strategy].values()):
             continue
-        twin = _mean([sum(r.cost for r in recs[:110]) for recs in runs[strategy].values()])
+        twin = nanmean([sum(r.cost for r in recs[:110]) for recs in runs[strategy].values()])
         base_t = (
-            _mean([sum(r.cost for r in recs[:110]) for recs in rnd.values()]) if rnd else math.nan
+            nanmean([sum(r.cost for r in recs[:110]) for recs in rnd.values()]) if rnd else math.nan
         )
         same = "(reference)" if strategy == "random" else _direction(base_t, twin, 304.0, value)
-        out.append(_row("GPU-hours at step 110", strategy, f"{value:.0f}", _fmt(twin, 0), same))
+        out.append(
+            _row("GPU-hours at step 110", strategy, f"{value:.0f}", fmt_number(twin, 0), same)
+        )
     return out
 
 
@@ -194,9 +202,8 @@ def calibration_rows(records: Sequence[StepRecord], experiment: Experiment) -> l
             for seed, recs in rnd.items()
             if len(recs) >= t.step
         ]
-        out.append(
-            f"| {t.name} | {t.step} | {t.value:.3f} | {_fmt(_mean(values), 3)} | ±{t.tolerance} |"
-        )
+        twin = fmt_number(nanmean(values), 3)
+        out.append(f"| {t.name} | {t.step} | {t.value:.3f} | {twin} | ±{t.tolerance} |")
     return out
 
 
