@@ -3,17 +3,21 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install base system grpo-side grpo grpo-results test lint format typecheck pytest bench bench-service demo simulate results calibrate serve proto clean
+.PHONY: install base sim-side system grpo-side grpo grpo-results test lint format typecheck pytest bench bench-service demo simulate results calibrate serve proto clean
 
-## install: everything the tests need (the coordinator, then the trainer side, then Debian packages);
-## the main job's targets (demo, serve, simulate, bench, ...) need only the coordinator: base
+## install: everything the tests need (the coordinator, its test tools, the trainer side, Debian
+## packages). The main job's targets install only what they run: serve and bench
+## need the coordinator alone (base); demo, simulate, results, calibrate and grpo add the plots and
+## the Parquet reader (sim-side). Neither holds pytest, hypothesis, schemathesis, selenium, ...
 install: $(VENV)/.trainer-side system
 base: $(VENV)/.installed
+sim-side: $(VENV)/.sim
 
 ## system: the Debian packages the tests use, where missing: redis-server, prometheus (the server
-## and promtool), chromium and chromium-driver (the dashboard page's browser tests)
+## and promtool), chromium and chromium-driver (the dashboard page's browser tests), openssl (the
+## TLS tests' certificates)
 SYSTEM_PACKAGES := redis-server:redis-server prometheus:prometheus promtool:prometheus \
-                   chromium:chromium chromedriver:chromium-driver wget:wget
+                   chromium:chromium chromedriver:chromium-driver wget:wget openssl:openssl
 system:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
@@ -28,6 +32,14 @@ system:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.sim: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[sim]'
+	touch $@
+
+$(VENV)/.test-deps: $(VENV)/.sim
 	$(BIN)/python -m pip install --quiet -e '.[test,sim]'
 	# the Compose Specification's JSON schema, as docker-compose's last Python release ships it
 	# (tests/test_compose.py); its own dependencies are not needed
@@ -43,7 +55,7 @@ $(VENV)/.installed: pyproject.toml
 TRAINER_SIDE := services/trainer/pyproject.toml services/trainer/requirements-cpu.txt \
                 services/rollout/pyproject.toml services/trl/pyproject.toml \
                 services/grpo/pyproject.toml
-$(VENV)/.trainer-side: $(VENV)/.installed $(TRAINER_SIDE)
+$(VENV)/.trainer-side: $(VENV)/.test-deps $(TRAINER_SIDE)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -r services/trainer/requirements-cpu.txt
 	DS_BUILD_OPS=0 $(BIN)/python -m pip install --quiet --no-build-isolation deepspeed==0.19.6
@@ -81,7 +93,7 @@ bench-service: base system
 	$(BIN)/cdas bench service
 
 ## proto: regenerate services/coordinator/cdas/v1/ from proto/ (a test fails when it is stale)
-proto: base
+proto: $(VENV)/.test-deps
 	$(BIN)/python proto/generate.py
 
 ## serve: the coordinator service (REST :8000, gRPC :50051) on the embedded store
@@ -89,21 +101,21 @@ serve: base
 	$(BIN)/cdas serve
 
 ## demo: the main job on the embedded store (serves until Ctrl-C; `make demo ARGS=--exit` stops)
-demo: base
+demo: sim-side
 	$(BIN)/cdas demo $(ARGS)
 
 ## simulate: every strategy on the training twin, 3 seeds (plots and tables in sim-out/)
-simulate: base
+simulate: sim-side
 	$(BIN)/cdas simulate --out sim-out
 
 ## results: regenerate docs/results.md and its plots (docs/results/) from the committed command
-results: base
+results: sim-side
 	$(BIN)/cdas simulate --steps 110 --seeds 3 --out docs/results --page docs/results.md
 
 ## grpo-side: the GRPO benchmark on top of the main job's install: the CPU build of torch and
 ## cdas-grpo (services/grpo), which adds `cdas grpo`
 grpo-side: $(VENV)/.grpo-side
-$(VENV)/.grpo-side: $(VENV)/.installed services/grpo/pyproject.toml
+$(VENV)/.grpo-side: $(VENV)/.sim services/grpo/pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet --no-deps -e services/grpo
 	touch $@
@@ -118,7 +130,7 @@ grpo-results: grpo-side
 	$(BIN)/cdas grpo --out docs/grpo --page docs/grpo.md
 
 ## calibrate: refit the twin's free parameters to the paper's Random run (prints them)
-calibrate: base
+calibrate: sim-side
 	$(BIN)/cdas calibrate
 
 clean:

@@ -15,7 +15,13 @@ def test_put_run_creates_then_answers_the_same_run(coord: cdas.Coordinator) -> N
     assert first.created
     assert first.size == 100
     assert first.step is None
-    assert first.params == {"warmup": True, "threshold": 0.5}
+    assert first.params == {
+        "warmup": True,
+        "retire_after": 0,  # the CDAS variants, off: the paper
+        "retest_share": 0.05,
+        "min_weight": 0.0,
+        "threshold": 0.5,
+    }
     again = coord.put_run(
         "r", strategy="cdas", params={"warmup": True}, seed=3, prompts={"count": 100}
     )

@@ -85,3 +85,31 @@ def test_serving_the_coordinator_loads_no_trainer_module() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _recipe(target: str) -> str:
+    """What ``make <target>`` would run on a fresh machine (dry run, nothing installed)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        ["make", "-n", "-B", target, "VENV=/nonexistent/venv"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_the_main_job_installs_only_what_it_runs() -> None:
+    """``make demo`` and ``make serve`` install neither the test extras nor the trainer side;
+    ``make test`` does (issue 19: the main job's install holds only what it runs)."""
+    for target in ("demo", "serve", "simulate", "bench"):
+        recipe = _recipe(target)
+        assert "pip install" in recipe, target
+        for extra in ("[test", "torch", "trl"):
+            assert extra not in recipe, (target, extra)
+    assert "[sim]" not in _recipe("serve")
+    tests = _recipe("install")
+    assert "'.[test,sim]'" in tests
+    assert "trl==" in tests

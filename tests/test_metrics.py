@@ -69,6 +69,7 @@ OPERATIONS = [
     "get_state",
     "snapshot",
     "restore",
+    "export_prompts",
 ]
 TOKEN = "s3cret-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -320,6 +321,7 @@ def test_scrape_gauges_equal_the_apis_values(coord: cdas.Coordinator) -> None:
             assert s.get("cdas_run_competence", run=run_id) == state.competence  # to the bit
             assert s.get("cdas_run_prompts", run=run_id) == state.size
             assert s.get("cdas_run_prompts_seen", run=run_id) == state.seen
+            assert s.get("cdas_run_prompts_retired", run=run_id) == state.retired == 0
             latest = s.get("cdas_run_step", run=run_id)
             assert latest == (None if state.step is None else float(state.step))
             difficulties = [
@@ -446,6 +448,7 @@ def test_requests_are_counted_per_transport_and_operation() -> None:
                 ("get_prompt", (run_id, "3")),
                 ("get_state", (run_id, 3)),
                 ("snapshot", (run_id,)),
+                ("export_prompts", (run_id,)),  # one page, read by the call: one request
             ]
             for _ in range(times):
                 for name, args in calls:

@@ -32,6 +32,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 import cdas
 from cdas.client import RestClient
+from cdas.service.access import Scope
 from cdas.service.settings import ServiceSettings
 from cdas.sim.demo import DemoOptions, run_demo
 from cdas.sim.experiment import Experiment, run_parallel
@@ -343,6 +344,31 @@ def test_page_asks_for_the_token_and_keeps_it(browser: WebDriver) -> None:
         assert not browser.find_element(By.ID, "auth").is_displayed()
 
 
+def test_page_shows_what_a_scoped_token_may_see(browser: WebDriver) -> None:
+    """A ``write:team-a.`` token sees its team's runs only; a ``read`` token sees every run."""
+    scoped = {"team-token": (Scope.parse("write:team-a."),), "read-token": (Scope.parse("read"),)}
+    settings = ServiceSettings(
+        token=TOKEN, scoped_tokens=scoped, port=0, grpc_port=0, grace_seconds=2
+    )
+    with running_service(cdas.Coordinator(cdas.MemoryStore()), settings) as service:
+        url = rest_url(service.bound)
+        with RestClient(url, token=TOKEN) as client:
+            client.put_run("team-a.run", strategy="cdas", prompts=50)
+            client.put_run("other-run", strategy="random", prompts=50)
+        browser.get(url + "/")
+        wait_for(browser, "the token input", lambda d: _displayed(d, "token")).send_keys(
+            "team-token\n"
+        )
+        wait_for(browser, "the team's run only", lambda d: _run_rows(d) == ["team-a.run"])
+        browser.execute_script("localStorage.setItem('cdas.token', 'read-token')")
+        browser.refresh()
+        wait_for(
+            browser,
+            "every run for the read token",
+            lambda d: sorted(_run_rows(d), key=str) == ["other-run", "team-a.run"],
+        )
+
+
 def test_page_says_when_there_are_no_runs(browser: WebDriver) -> None:
     with running_service(cdas.Coordinator(cdas.MemoryStore())) as service:
         browser.get(rest_url(service.bound) + "/")
@@ -415,3 +441,30 @@ def test_the_demo_prints_the_page_and_the_page_shows_its_runs(
         release.set()
         demo.join(timeout=60)
     assert not demo.is_alive()
+
+
+def test_page_shows_how_many_prompts_the_selected_run_retired(browser: WebDriver) -> None:
+    """A cdas run with ``retire_after`` says how many prompts it keeps out of selection; a run
+    with none retired says nothing of it."""
+    coordinator = cdas.Coordinator(cdas.MemoryStore())
+    retiring = {"retire_after": 1, "warmup": False}
+    coordinator.put_run("a-retiring", params=retiring, prompts=20, seed=1)
+    coordinator.put_run("b-plain", prompts=20, seed=1)
+    for run_id in ("a-retiring", "b-plain"):
+        batch = coordinator.next_batch(run_id, 0, 6)
+        coordinator.report_results(
+            run_id, 0, [{"prompt_id": p, "pass_rate": 0.0, "total": 8} for p in batch.prompt_ids]
+        )
+    assert coordinator.get_state("a-retiring").retired == 6
+
+    def note(d: WebDriver) -> str:
+        return str(d.find_element(By.ID, "hist-note").text)
+
+    with running_service(coordinator) as service:
+        browser.get(rest_url(service.bound) + "/")
+        wait_for(browser, "the first run selected", lambda d: _run_rows(d)[:1] == ["a-retiring"])
+        wait_for(browser, "the retired count", lambda d: "\u00b7 6 retired" in note(d))
+        browser.find_element(By.CSS_SELECTOR, "#runs tr[data-run='b-plain']").click()
+        wait_for(browser, "the plain run", lambda d: marker(d)[0] == "b-plain")
+        wait_for(browser, "the plain run's note", lambda d: "6 of 20" in note(d))
+        assert "retired" not in note(browser)

@@ -13,7 +13,17 @@ import cdas
 from cdas.core import snapshot as fmt
 from cdas.core.strategies import REGISTRY
 
-STRATEGIES = sorted(REGISTRY)
+CDAS_VARIANTS = "cdas+variants"
+"""Stands for ``cdas`` with random variant params (retirement, retests, the weight floor)."""
+STRATEGIES = [*sorted(REGISTRY), CDAS_VARIANTS]
+cdas_variant_params = st.fixed_dictionaries(
+    {
+        "warmup": st.booleans(),
+        "retire_after": st.integers(0, 3),
+        "retest_share": st.sampled_from([0.0, 0.05, 0.5, 1.0]) | st.floats(0.0, 1.0),
+        "min_weight": st.sampled_from([0.0, 0.1, 1.0]) | st.floats(0.0, 1.0),
+    }
+)
 pass_rates = st.sampled_from([0.0, 1.0, 0.5, 0.125, 0.875]) | st.floats(0.0, 1.0)
 
 
@@ -121,10 +131,12 @@ def _run(coord: cdas.Coordinator, run_id: str, ops: list[tuple[Any, ...]]) -> li
     return answers
 
 
-def _fresh(strategy: str, seed: int) -> cdas.Coordinator:
+def _fresh(strategy: str, seed: int, variant: dict[str, Any] | None = None) -> cdas.Coordinator:
     coord = cdas.Coordinator(cdas.MemoryStore())
     labels = {str(i): i % 5 + 1 for i in range(30)}
     params = {"schedule": [{"until_step": 4}, {"min_label": 2}]} if strategy == "curriculum" else {}
+    if strategy == CDAS_VARIANTS:
+        strategy, params = "cdas", variant or {}
     coord.put_run("r", strategy=strategy, params=params, prompts=30, labels=labels, seed=seed)
     return coord
 
@@ -135,8 +147,9 @@ def test_same_seed_and_results_give_same_batches(
     strategy: str, seed: int, data: st.DataObject
 ) -> None:
     ops = data.draw(st.composite(_program)())
-    first = _run(_fresh(strategy, seed), "r", ops)
-    second = _run(_fresh(strategy, seed), "r", ops)
+    variant = data.draw(cdas_variant_params) if strategy == CDAS_VARIANTS else None
+    first = _run(_fresh(strategy, seed, variant), "r", ops)
+    second = _run(_fresh(strategy, seed, variant), "r", ops)
     assert first == second
 
 
@@ -153,7 +166,8 @@ def test_restored_snapshot_answers_every_later_call_identically(
         (op[0], op[1] + offset, *op[2:]) if op[0] in ("batch", "results", "retry") else op
         for op in after
     ]
-    original = _fresh(strategy, seed)
+    variant = data.draw(cdas_variant_params) if strategy == CDAS_VARIANTS else None
+    original = _fresh(strategy, seed, variant)
     _run(original, "r", before)
     copy = cdas.Coordinator(cdas.MemoryStore())
     copy.restore("r", original.snapshot("r"))

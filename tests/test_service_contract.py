@@ -62,7 +62,18 @@ ANSWERS: list[tuple[type[models.Answer], Descriptor]] = [
     (models.RunState, pb.RunState.DESCRIPTOR),
     (models.StepSummary, pb.StepSummary.DESCRIPTOR),
     (models.Histogram, pb.Histogram.DESCRIPTOR),
+    (models.PromptPage, pb.PromptPage.DESCRIPTOR),
+    (models.PromptColumns, pb.PromptColumns.DESCRIPTOR),
 ]
+
+NULLS_ON_THE_WIRE: dict[tuple[str, str], Any] = {
+    # a repeated proto field cannot hold null: gRPC carries NaN or -1 where REST answers null
+    # (documented in the .proto); an empty label column is REST's null (a run without labels)
+    ("PromptColumns", "last_pass_rate"): list[float | None],
+    ("PromptColumns", "last_step"): list[int | None],
+    ("PromptColumns", "label"): list[float | None] | None,
+}
+"""Answer fields whose REST type admits null where the proto's repeated column holds a value."""
 
 MODEL_OF_MESSAGE: dict[str, type] = {
     "Run": models.Run,
@@ -71,6 +82,7 @@ MODEL_OF_MESSAGE: dict[str, type] = {
     "StepSummary": models.StepSummary,
     "Result": models.ResultBody,
     "Prompt": models.Prompt,
+    "PromptColumns": models.PromptColumns,
 }
 
 SCALARS: dict[int, type] = {
@@ -132,7 +144,12 @@ def test_answers_carry_the_proto_fields(answer: type[models.Answer], message: De
     fields = answer.model_fields
     assert set(fields) == names(message)
     for name, info in fields.items():
-        assert info.annotation == rest_type(message.fields_by_name[name], True), name
+        field = message.fields_by_name[name]
+        nullable = NULLS_ON_THE_WIRE.get((message.name, name))
+        if nullable is not None:
+            assert field.is_repeated, name
+        expected = nullable if nullable is not None else rest_type(field, True)
+        assert info.annotation == expected, name
 
 
 def test_prompts_oneof_is_the_rest_union() -> None:
@@ -251,6 +268,13 @@ def test_rest_answers_are_the_models_and_match_grpc(both_doors: tuple[httpx.Clie
     assert size == {"size": 21}
     assert set(size) == set(models.Size.model_fields)
 
+    rest_page = http.get("/v1/runs/r/prompts?start=2&limit=5").json()
+    assert set(rest_page) == set(models.PromptPage.model_fields)
+    assert set(rest_page["columns"]) == set(models.PromptColumns.model_fields)
+    request = pb.ExportPromptsRequest(run_id="r", start=2, page_size=5, limit=5)
+    [grpc_page] = stub.ExportPrompts(request)
+    assert rest_page == wire.prompt_page_view(grpc_page).to_dict()
+
     rest_snapshot = http.get("/v1/runs/r/snapshot").content
     grpc_snapshot = b"".join(c.data for c in stub.Snapshot(pb.SnapshotRequest(run_id="r")))
     assert rest_snapshot == grpc_snapshot
@@ -269,8 +293,9 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("GET", "/v1/runs/{run_id}/state"): "GetState",
     ("GET", "/v1/runs/{run_id}/snapshot"): "Snapshot",
     ("PUT", "/v1/runs/{run_id}/snapshot"): "Restore",
+    ("GET", "/v1/runs/{run_id}/prompts"): "ExportPrompts",
 }
-"""The 11 operations of API.md: REST method and path, and the gRPC method."""
+"""The 12 operations of API.md: REST method and path, and the gRPC method."""
 
 HEALTH_PATHS = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
@@ -286,6 +311,7 @@ LIBRARY_METHODS = {
     "GetState": "get_state",
     "Snapshot": "snapshot",
     "Restore": "restore",
+    "ExportPrompts": "export_prompts",
 }
 
 
@@ -306,13 +332,17 @@ def test_every_rest_operation_has_a_grpc_method(openapi: dict[str, Any]) -> None
     rest = {op for op in openapi_operations(openapi) if op[1].startswith("/v1/")}
     assert rest == set(OPERATIONS)
     assert {m.name for m in SERVICE.methods} == set(OPERATIONS.values())
-    assert len(OPERATIONS) == 11
+    assert len(OPERATIONS) == 12
     streaming = {
         m.name: (m.client_streaming, m.server_streaming)
         for m in SERVICE.methods
         if m.client_streaming or m.server_streaming
     }
-    assert streaming == {"Snapshot": (False, True), "Restore": (True, False)}
+    assert streaming == {
+        "Snapshot": (False, True),
+        "Restore": (True, False),
+        "ExportPrompts": (False, True),
+    }
 
 
 def test_the_grpc_server_implements_every_method() -> None:

@@ -36,6 +36,8 @@ from cdas.v1 import coordinator_pb2_grpc as pb_grpc
 from tests.redis_servers import RedisServer
 from tests.services import grpc_target, rest_url, running_service
 
+OCTETS = {"content-type": "application/octet-stream"}
+
 TOKEN = "t0ken"
 DETAILS_KEY = "grpc-status-details-bin"
 JSON = {"content-type": "application/json"}
@@ -855,9 +857,9 @@ def test_rest_restore_of_a_bad_snapshot_is_invalid_and_changes_nothing(
     seed_run(coord, "r")
     before = state_of(coord, "r")
     client = rest_client(coord)
-    response = client.put("/v1/runs/r/snapshot", content=data)
+    response = client.put("/v1/runs/r/snapshot", content=data, headers=OCTETS)
     assert_rest_error(response, "invalid_argument", "snapshot")
-    response = client.put("/v1/runs/fresh/snapshot", content=data)
+    response = client.put("/v1/runs/fresh/snapshot", content=data, headers=OCTETS)
     assert_rest_error(response, "invalid_argument", "snapshot")
     assert state_of(coord, "r") == before
 
@@ -968,7 +970,9 @@ def test_rest_body_over_the_limit_is_413_and_changes_nothing() -> None:
     error = assert_rest_error(response, "payload_too_large", str(len(body)), str(LIMIT))
     assert error["details"] == {"size": len(body), "limit": LIMIT}
     snapshot = coordinator.snapshot("r")
-    response = client.put("/v1/runs/other/snapshot", content=snapshot + b"\0" * LIMIT)
+    response = client.put(
+        "/v1/runs/other/snapshot", content=snapshot + b"\0" * LIMIT, headers=OCTETS
+    )
     assert_rest_error(response, "payload_too_large", str(LIMIT))
     assert state_of(coordinator, "r") == before
     # under the limit, the same door works
@@ -1001,7 +1005,7 @@ def test_rest_chunked_snapshot_over_the_limit_is_413() -> None:
     before = state_of(coordinator, "r")
     client = rest_client(coordinator, ServiceSettings(max_body_bytes=LIMIT))
     data = coordinator.snapshot("r") + b"\0" * LIMIT
-    response = client.put("/v1/runs/other/snapshot", content=_chunks(data))
+    response = client.put("/v1/runs/other/snapshot", content=_chunks(data), headers=OCTETS)
     assert "content-length" not in {k.lower() for k in response.request.headers}
     assert_rest_error(response, "payload_too_large", str(LIMIT))
     assert state_of(coordinator, "r") == before

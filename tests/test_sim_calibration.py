@@ -37,7 +37,7 @@ def test_the_defaults_are_the_full_size_setting() -> None:
 
 
 def test_the_defaults_meet_every_random_target_within_its_tolerance() -> None:
-    values = calibrate.observed(TwinParams(), SEEDS)
+    values = calibrate.observed(TwinParams(), SEEDS, calibrate.RANDOM_TARGETS)
     assert len(values) == len(calibrate.RANDOM_TARGETS)
     misses = [
         f"{t.name} at step {t.step}: twin {v:.4f}, paper {t.value:.4f} (tolerance {t.tolerance})"
@@ -60,7 +60,7 @@ def test_observed_averages_observe_over_the_seeds(
         float(np.mean([calibrate.observe(records, a0, t) for a0, records in runs]))
         for t in calibrate.RANDOM_TARGETS
     ]
-    assert calibrate.observed(TwinParams(), SEEDS) == by_hand
+    assert calibrate.observed(TwinParams(), SEEDS, calibrate.RANDOM_TARGETS) == by_hand
 
 
 def test_observe_reads_accuracy_at_the_step_and_zero_gradient_over_a_window(
@@ -125,3 +125,42 @@ def test_the_loss_is_small_at_the_defaults_and_large_away_from_them() -> None:
     away = calibrate.loss(TwinParams().with_(ceiling=0.5), [0])
     assert here < away
     assert calibrate.loss(TwinParams().with_(unsolvable=0.6, solved=0.4), [0]) == 1e9
+
+
+def test_the_protocol_never_targets_cdas_dynamic_or_curriculum() -> None:
+    """Issue 16's rule: Random's figures, plus one other baseline's (Prioritized), are targets;
+    CDAS's, Dynamic's and Curriculum's only ever held out, each with a declared tolerance."""
+    assert {t.strategy for t in calibrate.CALIBRATION_TARGETS} == {"random", "prioritized"}
+    held = {t.strategy for t in calibrate.HELDOUT_TARGETS}
+    assert {"cdas", "dynamic", "curriculum"} <= held
+    assert all(t.tolerance > 0 for t in calibrate.HELDOUT_TARGETS)
+    calibrated = {(t.strategy, t.name, t.step) for t in calibrate.CALIBRATION_TARGETS}
+    assert not calibrated & {(t.strategy, t.name, t.step) for t in calibrate.HELDOUT_TARGETS}
+
+
+def test_observe_reads_gpu_hours_as_the_cumulative_cost(
+    runs: list[tuple[float, list[StepRecord]]],
+) -> None:
+    a0, records = runs[0]
+    target = calibrate.Target("gpu_hours", 55, 0.0, 1.0)
+    assert calibrate.observe(records, a0, target) == pytest.approx(
+        sum(r.cost for r in records[:55])
+    )
+
+
+def test_strategy_runs_set_each_strategy_up_as_simulate_does() -> None:
+    ((_, dynamic),) = calibrate.strategy_runs(TwinParams(), "dynamic", [0], steps=5)
+    assert {r.strategy for r in dynamic} == {"dynamic"}
+    assert all(r.rollouts > 1024 * 8 for r in dynamic)  # DAPO over-samples the step
+    ((_, curriculum),) = calibrate.strategy_runs(TwinParams(), "curriculum", [0], steps=3)
+    assert [r.step for r in curriculum] == [1, 2, 3]
+
+
+def test_identifiability_shrinks_with_every_target_added() -> None:
+    """The sensitivity table's algebra: data only ever add information, so each standard
+    deviation is at most the prior's (1) and with Prioritized's rows at most Random's alone."""
+    pins = calibrate.identifiability(TwinParams().with_(sharpen=0.05), [0])
+    assert [p.name for p in pins] == list(calibrate.FREE)
+    for pin in pins:
+        assert 0 < pin.sd_both <= pin.sd_random + 1e-12 <= 1.0 + 1e-12, pin
+    assert min(p.sd_random for p in pins) < 0.5  # some parameter is pinned by Random's figures

@@ -1,5 +1,6 @@
 """MemoryStore and RedisStore driven with the same random operations give the same answers, exactly:
-batches, outcomes, errors, D, t, C and history (a hypothesis state machine)."""
+batches, outcomes, errors, D, t, C, history and the difficulty export (a hypothesis state
+machine)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,15 @@ from tests.conftest import assert_same_state, logical_state
 from tests.redis_servers import RedisServer
 
 pass_rates = st.sampled_from([0.0, 1.0, 0.5, 0.25]) | st.floats(0.0, 1.0)
+cdas_variants = st.sampled_from(
+    [
+        {},
+        {"retire_after": 1, "retest_share": 0.5},
+        {"retire_after": 2, "retest_share": 0.1, "min_weight": 0.3},
+        {"min_weight": 0.5},
+    ]
+)
+"""The paper's CDAS, and its variants (retirement with retests, the weight floor)."""
 
 
 def _answer(call: Any) -> Any:
@@ -55,8 +65,17 @@ class StoresAgree(RuleBasedStateMachine):
         size=st.integers(0, 40),
         warmup=st.booleans(),
         explicit=st.booleans(),
+        variant=cdas_variants,
     )
-    def create(self, strategy: str, seed: int, size: int, warmup: bool, explicit: bool) -> str:
+    def create(
+        self,
+        strategy: str,
+        seed: int,
+        size: int,
+        warmup: bool,
+        explicit: bool,
+        variant: dict[str, Any],
+    ) -> str:
         self.counter += 1
         run_id = f"run-{self.counter}"
         ids: Any = [f"p{i}" for i in range(size)] if explicit else size
@@ -64,7 +83,7 @@ class StoresAgree(RuleBasedStateMachine):
         labels = {name: k % 3 + 1 for k, name in enumerate(names)}
         params: dict[str, Any] = {}
         if strategy == "cdas":
-            params = {"warmup": warmup}
+            params = {"warmup": warmup, **variant}
         if strategy == "curriculum":
             params = {"schedule": [{"until_step": 3, "max_label": 2}, {"min_label": 2}]}
         self.both(
@@ -119,6 +138,14 @@ class StoresAgree(RuleBasedStateMachine):
         self.both("get_prompt", run, str(prompt))
         self.both("get_state", run)
         self.both("get_run", run)
+
+    @rule(run=runs, start=st.integers(0, 50), limit=st.integers(1, 30))
+    def export(self, run: str, start: int, limit: int) -> None:
+        """The difficulty export: one page, and every page from ``start`` of ``limit``."""
+        self.both("prompt_page", run, start, limit)
+        mine = _answer(lambda: list(self.memory.export_prompts(run, limit, start)))
+        theirs = _answer(lambda: list(self.redis.export_prompts(run, limit, start)))
+        assert mine == theirs, (run, start, limit)
 
     @rule(run=runs)
     def swap_snapshots(self, run: str) -> None:

@@ -131,6 +131,54 @@ def test_uniform_pool_draws_live_members_without_repeats(size, draws, adds, seed
     assert set(rest) == members - drawn_this_epoch
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    size=st.integers(0, 40),
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("draw"), st.integers(0, 8)),
+            st.tuples(st.just("remove"), st.lists(st.integers(0, 60), max_size=10, unique=True)),
+            st.tuples(st.just("add"), st.integers(0, 6)),
+            st.tuples(st.just("reset"), st.just(0)),
+        ),
+        max_size=25,
+    ),
+    seed=st.integers(0, 1000),
+)
+def test_uniform_pool_removes_members_for_good(size, ops, seed) -> None:  # type: ignore[no-untyped-def]
+    """``remove`` takes members out whether drawn in this epoch or not, ignores non-members and
+    leaves every other member as it was; ``contains`` says who is in; a restore keeps it all."""
+    pool = UniformPool()
+    pool.add(np.arange(size, dtype=np.int64))
+    rng = np.random.default_rng(seed)
+    members, nxt = set(range(size)), size
+    drawn: set[int] = set()
+    for op, arg in ops:
+        if op == "draw":
+            got = pool.draw(arg, rng).tolist()
+            assert set(got) <= members - drawn
+            assert len(got) == min(arg, len(members - drawn))
+            drawn |= set(got)
+        elif op == "remove":
+            pool.remove(np.array(arg, dtype=np.int64))
+            members -= set(arg)
+            drawn -= set(arg)
+        elif op == "add":
+            pool.add(np.arange(nxt, nxt + arg, dtype=np.int64))
+            members |= set(range(nxt, nxt + arg))
+            nxt += arg
+        else:
+            pool.reset()
+            drawn = set()
+        assert (pool.size, pool.live) == (len(members), len(members - drawn))
+        every = np.arange(nxt + 5, dtype=np.int64)
+        assert set(every[pool.contains(every)].tolist()) == members
+    copy = UniformPool()
+    copy.load(pool.to_arrays())
+    assert (copy.size, copy.live) == (pool.size, pool.live)
+    assert set(copy.draw(copy.live, rng).tolist()) == members - drawn
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     weights=st.lists(

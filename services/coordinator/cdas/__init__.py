@@ -22,7 +22,16 @@ from cdas.core.errors import (
 )
 from cdas.core.results import Result
 from cdas.core.strategies import REGISTRY as STRATEGIES
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState, StepSummary
+from cdas.core.views import (
+    Batch,
+    PromptColumns,
+    PromptInfo,
+    PromptPage,
+    ReportOutcome,
+    RunInfo,
+    RunState,
+    StepSummary,
+)
 from cdas.store import MemoryStore, RedisStore, Store
 
 __version__ = "0.1.0"
@@ -36,8 +45,10 @@ __all__ = [
     "InvalidArgumentError",
     "MemoryStore",
     "NotFoundError",
+    "PromptColumns",
     "PromptInfo",
     "PromptNotFoundError",
+    "PromptPage",
     "RedisStore",
     "ReportOutcome",
     "Result",

@@ -1,6 +1,6 @@
-"""The ``cdas`` command line: ``cdas serve``, ``cdas demo``, ``cdas simulate``, ``cdas calibrate``,
-``cdas bench core|redis|service|metrics``, ``cdas grpo`` (from the cdas-grpo package), ``cdas
-version``."""
+"""The ``cdas`` command line: ``cdas serve``, ``cdas export``, ``cdas demo``, ``cdas simulate``,
+``cdas calibrate``, ``cdas bench core|redis|service|metrics``, ``cdas grpo`` (from the cdas-grpo
+package), ``cdas version``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cdas
+from cdas.coordinator import DEFAULT_PAGE
 from cdas.core.config import DEFAULT_MAX_PROMPTS
 
 
@@ -82,6 +84,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             exit_when_done=args.exit,
             coordinator=args.coordinator,
             token=load_token(args.token_file) if args.coordinator else None,
+            ca=args.ca_file if args.coordinator else None,
         )
         return run_demo(options)
     except (FileNotFoundError, ValueError, cdas.CdasError) as exc:
@@ -131,7 +134,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.url:
         from cdas.client.rest import RestClient
 
-        with RestClient(args.url, args.token) as client:
+        with RestClient(args.url, args.token, ca=args.ca_file) as client:
             records = experiment.run(client, exp, on_step=tick)
     else:
         records = experiment.run(cdas.Coordinator(cdas.MemoryStore()), exp, on_step=tick)
@@ -160,11 +163,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print("fitted parameters (copy into TwinParams's defaults):")
     for name in (*calibrate.FREE, "gpu_hours_per_unit"):
         print(f"  {name} = {getattr(fitted, name):.4g}")
-    print("\ntarget                 paper   twin")
+    print("\nstrategy     target          step   paper   twin")
     for target, value in zip(
-        calibrate.RANDOM_TARGETS, calibrate.observed(fitted, seeds), strict=True
+        calibrate.CALIBRATION_TARGETS, calibrate.observed(fitted, seeds), strict=True
     ):
-        print(f"  {target.name:<14} {target.step:>4}  {target.value:.4f}  {value:.4f}")
+        print(
+            f"  {target.strategy:<11} {target.name:<14} {target.step:>4}  {target.value:.4f}"
+            f"  {value:.4f}"
+        )
     return 0
 
 
@@ -207,12 +213,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from cdas.service import logs
+    from cdas.service.access import load_scoped_tokens
     from cdas.service.server import Service
-    from cdas.service.settings import ServiceSettings, load_token
+    from cdas.service.settings import ServiceSettings, load_tls, load_token
 
     logs.configure(args.log_level)
     try:
         token = load_token(args.token_file)
+        scoped = load_scoped_tokens(args.tokens_file) if args.tokens_file else None
+        load_tls(args.tls_cert, args.tls_key)  # refused here, before the store or a port
     except cdas.CdasError as exc:
         raise SystemExit(exc.message) from exc
     store = open_store(args.store, args.state_file)
@@ -221,10 +230,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         grpc_port=args.grpc_port,
         token=token,
+        scoped_tokens=scoped,
+        metrics_token=args.metrics_token,
+        run_metrics=args.run_metrics,
         max_body_bytes=args.max_body_mb << 20,
         grace_seconds=args.grace,
         drain_seconds=args.drain,
         threads=args.threads,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     on_close = None
     if args.state_file and isinstance(store, cdas.MemoryStore):
@@ -241,6 +255,51 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     asyncio.run(service.run())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``cdas export RUN --out FILE``: the difficulty export of one run, from a running
+    coordinator (``--url``) or straight from a store, written page by page (bounded memory)."""
+    from cdas.export import ExportError, format_of, write
+    from cdas.service.settings import load_token
+    from cdas.sim.progress import Progress
+
+    if args.url and (args.store or args.state_file):
+        raise SystemExit(
+            "cdas export: --url reads a running coordinator, --store/--state-file a store; "
+            "give one of them"
+        )
+    if not args.url and not args.state_file and args.store in (None, "memory"):
+        raise SystemExit(
+            "cdas export: say where the run is: --url URL (a running coordinator), --state-file "
+            "FILE (an embedded coordinator's saved state) or --store redis://..."
+        )
+    progress: Progress | None = None
+
+    def on_page(page: cdas.PromptPage) -> None:
+        nonlocal progress
+        if progress is None:
+            progress = Progress(page.size - page.start, "export")
+        done = page.start + len(page.columns)
+        progress.advance(len(page.columns), f"{done}/{page.size} prompts")
+
+    try:
+        format_of(args.out)  # a bad file name is said before anything is read
+        source: Any
+        if args.url:
+            from cdas.client import connect
+
+            source = connect(args.url, load_token(args.token_file), ca=args.ca_file)
+        else:
+            source = cdas.Coordinator(open_store(args.store or "memory", args.state_file))
+        pages = source.export_prompts(args.run_id, page_size=args.page_size)
+        rows = write(pages, args.out, on_page)
+    except (ExportError, cdas.CdasError, ValueError, OSError) as exc:
+        raise SystemExit(f"cdas export: {exc}") from exc
+    if progress is not None:
+        progress.close()
+    print(f"wrote {rows} prompts of run {args.run_id!r} to {args.out}")
     return 0
 
 
@@ -266,6 +325,17 @@ def _bench_flags(parser: argparse.ArgumentParser, sizes: str) -> None:
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
 
 
+def _ca_flag(parser: argparse.ArgumentParser, when: str) -> None:
+    """``--ca-file``: the CA bundle a client verifies a TLS coordinator with."""
+    parser.add_argument(
+        "--ca-file",
+        default=os.environ.get("CDAS_CA_FILE") or None,
+        metavar="PATH",
+        help=f"{when}: the CA bundle (PEM) that signs its certificate (default: $CDAS_CA_FILE, "
+        "else the default CAs)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cdas", description="The CDAS sampling coordinator.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -288,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--token-file", help="with --coordinator: bearer token file (default: $CDAS_API_TOKEN)"
     )
+    _ca_flag(demo, "with an https --coordinator")
     demo.set_defaults(func=cmd_demo)
 
     sim = sub.add_parser("simulate", help="every strategy on the training twin, with plots")
@@ -299,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", default="sim-out", help="directory for CSV, tables and plots")
     sim.add_argument("--url", help="a running coordinator's REST address (default: in process)")
     sim.add_argument("--token", help="its bearer token (default: none)")
+    _ca_flag(sim, "with an https --url")
     sim.add_argument("--run-prefix", default="sim", help="run ids: PREFIX-STRATEGY-sSEED")
     sim.add_argument("--prompts", type=int, help="training prompts (default 12000)")
     sim.add_argument("--batch", type=int, help="B (default 1024)")
@@ -311,7 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--page", help="also write the results page (docs/results.md)")
     sim.set_defaults(func=cmd_simulate)
 
-    cal = sub.add_parser("calibrate", help="fit the twin to the paper's Random run")
+    cal = sub.add_parser(
+        "calibrate",
+        help="fit the twin to the paper's Random and Prioritized runs (cdas/sim/calibrate.py)",
+    )
     cal.add_argument("--seeds", type=int, default=2)
     cal.add_argument("--iterations", type=int, default=200)
     cal.set_defaults(func=cmd_calibrate)
@@ -347,7 +422,42 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="REST port (0: any free port)")
     serve.add_argument("--grpc-port", type=int, default=50051, help="gRPC port (0: any free)")
     serve.add_argument(
-        "--token-file", help="bearer token file (default: $CDAS_API_TOKEN; none: no auth)"
+        "--token-file",
+        help="bearer token file, an admin token (default: $CDAS_API_TOKEN; none: no auth)",
+    )
+    serve.add_argument(
+        "--tokens-file",
+        default=os.environ.get("CDAS_API_TOKENS_FILE") or None,
+        metavar="PATH",
+        help="scoped tokens: '<token> <scope>[,<scope>...]' per line, scopes read, "
+        "write:<run-id prefix>, admin (default: $CDAS_API_TOKENS_FILE)",
+    )
+    serve.add_argument(
+        "--metrics-token",
+        action="store_true",
+        default=os.environ.get("CDAS_METRICS_TOKEN", "") == "1",
+        help="/metrics needs a token with the read scope (default: open, or $CDAS_METRICS_TOKEN=1)",
+    )
+    serve.add_argument(
+        "--no-run-metrics",
+        dest="run_metrics",
+        action="store_false",
+        default=os.environ.get("CDAS_RUN_METRICS", "1") != "0",
+        help="drop the per-run series from /metrics, for a shared deployment "
+        "(default: kept; $CDAS_RUN_METRICS=0 drops them)",
+    )
+    serve.add_argument(
+        "--tls-cert",
+        default=os.environ.get("CDAS_TLS_CERT") or None,
+        metavar="PATH",
+        help="certificate chain (PEM): REST serves HTTPS and gRPC TLS (default: $CDAS_TLS_CERT; "
+        "none: plaintext); needs --tls-key",
+    )
+    serve.add_argument(
+        "--tls-key",
+        default=os.environ.get("CDAS_TLS_KEY") or None,
+        metavar="PATH",
+        help="the certificate's private key (PEM, unencrypted; default: $CDAS_TLS_KEY)",
     )
     serve.add_argument("--max-body-mb", type=int, default=256, help="request size limit (MiB)")
     serve.add_argument(
@@ -375,6 +485,34 @@ def build_parser() -> argparse.ArgumentParser:
         plugin = sub.add_parser(name, help=text, add_help=False)
         plugin.add_argument("rest", nargs=argparse.REMAINDER)
         plugin.set_defaults(func=lambda a: run_plugin(a.command, a.rest))
+
+    export = sub.add_parser(
+        "export", help="every prompt of a run with its difficulty and last result, Parquet or CSV"
+    )
+    export.add_argument("run_id", metavar="RUN", help="the run's id")
+    export.add_argument(
+        "--out", required=True, metavar="FILE", help="FILE.parquet (needs pyarrow) or FILE.csv"
+    )
+    export.add_argument(
+        "--url", help="a running coordinator: http(s)://host:8000 or grpc(s)://host:50051"
+    )
+    export.add_argument(
+        "--token-file", help="with --url: bearer token file (default: $CDAS_API_TOKEN)"
+    )
+    _ca_flag(export, "with an https or grpcs --url")
+    export.add_argument(
+        "--store", help="instead of --url, read a store: redis://... (or memory, --state-file)"
+    )
+    export.add_argument(
+        "--state-file", help="an embedded coordinator's saved state (cdas serve --state-file)"
+    )
+    export.add_argument(
+        "--page-size",
+        type=int,
+        default=DEFAULT_PAGE,
+        help=f"prompts read per page, one Parquet row group each (default {DEFAULT_PAGE})",
+    )
+    export.set_defaults(func=cmd_export)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda _args: print(cdas.__version__) or 0)

@@ -43,6 +43,8 @@ class Plan:
     retry_for: float = 120.0
     workers: int = 1
     prefix: str = "grpo"
+    ca: str | None = None
+    """The CA bundle of a TLS ``url`` (None: ``$CDAS_CA_FILE``, else the default CAs)."""
 
     def pairs(self) -> list[tuple[str, int]]:
         return [(s, seed) for s in self.strategies for seed in range(self.seeds)]
@@ -52,7 +54,8 @@ def client_for(plan: Plan) -> Any:
     """The coordinator a run talks to: the SDK client for ``plan.url``, else an embedded one."""
     if plan.url is None:
         return cdas.Coordinator(cdas.MemoryStore())
-    return connect(plan.url, plan.token, retry=RetryPolicy(for_seconds=plan.retry_for, max_delay=2))
+    retry = RetryPolicy(for_seconds=plan.retry_for, max_delay=2)
+    return connect(plan.url, plan.token, retry=retry, ca=plan.ca)
 
 
 _progress: Any = None

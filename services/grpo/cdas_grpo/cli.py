@@ -32,8 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     parser.add_argument("--out", default="grpo-out", help="directory for CSV, tables and plots")
-    parser.add_argument("--url", help="a running coordinator (http://, grpc://); default: embedded")
+    parser.add_argument(
+        "--url",
+        help="a running coordinator (http://, https://, grpc://, grpcs://); default: embedded",
+    )
     parser.add_argument("--token-file", help="with --url: bearer token file ($CDAS_API_TOKEN)")
+    parser.add_argument(
+        "--ca-file", help="with a TLS --url: the CA bundle (PEM) that signs it ($CDAS_CA_FILE)"
+    )
     parser.add_argument(
         "--retry-for", type=float, default=120.0,
         help="seconds to ride out an unreachable coordinator (default 120)",
@@ -75,12 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings.with_(steps=args.steps)
     token = None
     if args.url:
+        from cdas.client.connect import connect
         from cdas.service.settings import load_token
 
         try:
             token = load_token(args.token_file)
+            connect(args.url, token, ca=args.ca_file).close()  # a bad URL or CA fails here
         except cdas.CdasError as exc:
             raise fail(exc.message) from exc
+        except ValueError as exc:
+            raise fail(str(exc)) from exc
     import torch
 
     try:
@@ -103,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=str(device),
         url=args.url,
         token=token,
+        ca=args.ca_file,
         retry_for=args.retry_for,
         workers=max(1, min(workers, len(strategies) * args.seeds)),
         prefix=args.run_prefix,

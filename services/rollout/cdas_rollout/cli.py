@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cdas.client import GrpcClient, RestClient, RetryPolicy, connect, params
+from cdas.client.connect import SCHEMES
 from cdas.core.errors import CdasError
 from cdas_rollout.backends import BACKENDS, SamplingSettings, make_backend
 from cdas_rollout.dataset import Dataset, load_dataset
@@ -78,10 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--coordinator",
         default="http://127.0.0.1:8000",
-        help="REST URL (http://host:8000) or grpc://host:50051 (default %(default)s)",
+        help="REST URL (http://host:8000, https://...) or grpc://host:50051 (grpcs://: TLS) "
+        "(default %(default)s)",
     )
     c.add_argument("--run", required=True, help="the run id")
     c.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
+    c.add_argument(
+        "--ca-file",
+        metavar="PATH",
+        help="CA bundle (PEM) that signs a TLS coordinator's certificate (default: $CDAS_CA_FILE, "
+        "else the default CAs)",
+    )
     c.add_argument("--strategy", help="create the run with this strategy if it does not exist")
     c.add_argument("--seed", type=int, default=0, help="the run's seed (with --strategy)")
     c.add_argument(
@@ -147,14 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_client(url: str, token: str | None, retry_for: float) -> RestClient | GrpcClient:
-    """REST for http(s)://, gRPC for grpc://host:port; retries for ``retry_for`` seconds."""
-    try:
-        return connect(url, token, retry=RetryPolicy(for_seconds=retry_for, max_delay=2.0))
-    except ValueError:
+def make_client(
+    url: str, token: str | None, retry_for: float, ca: str | None = None
+) -> RestClient | GrpcClient:
+    """REST for http(s)://, gRPC for grpc(s)://host:port; retries for ``retry_for`` seconds.
+    ``ca``: the CA bundle of a TLS coordinator (None: ``$CDAS_CA_FILE``, else the default CAs)."""
+    if not url.startswith(SCHEMES):
         raise UsageError(
-            f"--coordinator {url!r} must start with http://, https:// or grpc://"
-        ) from None
+            f"--coordinator {url!r} must start with http://, https://, grpc:// or grpcs://"
+        )
+    try:
+        return connect(url, token, retry=RetryPolicy(for_seconds=retry_for, max_delay=2.0), ca=ca)
+    except ValueError as exc:  # a CA file that cannot be read
+        raise UsageError(f"--ca-file: {exc}") from None
 
 
 def prompts_argument(dataset: Dataset) -> int | list[str]:
@@ -237,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.data, prompt_key=args.prompt_key, answer_key=args.answer_key, id_key=args.id_key
         )
         client = make_client(
-            args.coordinator, args.token or os.environ.get(TOKEN_ENV), args.retry_for
+            args.coordinator, args.token or os.environ.get(TOKEN_ENV), args.retry_for, args.ca_file
         )
     except (UsageError, ValueError, FileNotFoundError) as exc:
         parser.exit(2, f"cdas-rollout: error: {exc}\n")

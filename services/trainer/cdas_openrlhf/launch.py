@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="file holding the API token (else $CDAS_API_TOKEN)",
     )
+    c.add_argument(
+        "--coordinator.ca_file",
+        dest="ca_file",
+        default=None,
+        help="CA bundle (PEM) of a TLS coordinator, https:// or grpcs:// (else $CDAS_CA_FILE)",
+    )
     return parser
 
 
@@ -153,6 +159,7 @@ def parse(argv: Sequence[str]) -> tuple[CoordinatorSettings, list[str]]:
             retry_for=ours.retry_for,
             steps_per_episode=ours.steps_per_episode,
             token_file=ours.token_file,
+            ca_file=ours.ca_file,
         )
         if ours.token:  # into the environment a local Ray inherits, never into runtime_env
             os.environ[TOKEN_ENV] = ours.token

@@ -4,7 +4,8 @@ OpenRLHF builds its ``PPOTrainer`` as a Ray actor, possibly on another node, so 
 as environment variables (``to_env``/``from_env``) that the launcher puts into Ray's runtime
 environment. The API token is never one of them: it is read where the trainer runs, from
 ``CDAS_API_TOKEN`` or from the file ``CDAS_API_TOKEN_FILE`` names (a mounted secret), so it does not
-show in Ray's dashboard or job logs.
+show in Ray's dashboard or job logs. The CA bundle of a TLS coordinator (``https://``,
+``grpcs://``) is a path, so it travels: ``CDAS_CA_FILE``, the variable every client honours.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cdas.client import GrpcClient, RestClient, RetryPolicy, connect, params
+from cdas.client.connect import SCHEMES
 
 ENV = {
     "url": "CDAS_COORDINATOR_URL",
@@ -29,6 +31,7 @@ ENV = {
     "retry_for": "CDAS_RETRY_FOR",
     "steps_per_episode": "CDAS_STEPS_PER_EPISODE",
     "token_file": "CDAS_API_TOKEN_FILE",
+    "ca_file": "CDAS_CA_FILE",
 }
 TOKEN_ENV = "CDAS_API_TOKEN"
 
@@ -48,7 +51,7 @@ def parse_param(text: str) -> tuple[str, Any]:
 @dataclass(frozen=True)
 class CoordinatorSettings:
     url: str
-    """``http://host:8000`` (REST) or ``grpc://host:50051``."""
+    """``http://host:8000`` (REST) or ``grpc://host:50051``; ``https://``, ``grpcs://``: TLS."""
     run: str
     strategy: str = "cdas"
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -62,11 +65,15 @@ class CoordinatorSettings:
     steps_per_episode: int | None = None
     """Steps in one OpenRLHF episode; default: the prompt count // the rollout batch size."""
     token_file: str | None = None
+    ca_file: str | None = None
+    """The CA bundle (PEM) that signs a TLS coordinator's certificate (plaintext urls ignore it);
+    None: ``$CDAS_CA_FILE`` where the trainer runs, else the default CAs."""
 
     def __post_init__(self) -> None:
-        if not self.url.startswith(("http://", "https://", "grpc://")):
+        if not self.url.startswith(SCHEMES):
             raise SettingsError(
-                f"--coordinator.url must start with http://, https:// or grpc://, got {self.url!r}"
+                "--coordinator.url must start with http://, https://, grpc:// or grpcs://, "
+                f"got {self.url!r}"
             )
         if not self.run:
             raise SettingsError("--coordinator.run is required (the run id the trainer feeds)")
@@ -94,9 +101,11 @@ class CoordinatorSettings:
 
     def client(self) -> RestClient | GrpcClient:
         """An SDK client that rides out a coordinator restart for ``retry_for`` seconds."""
-        return connect(
-            self.url, self.token(), retry=RetryPolicy(for_seconds=self.retry_for, max_delay=5.0)
-        )
+        retry, token = RetryPolicy(for_seconds=self.retry_for, max_delay=5.0), self.token()
+        try:
+            return connect(self.url, token, retry=retry, ca=self.ca_file)
+        except ValueError as exc:  # an unreadable CA file
+            raise SettingsError(f"--coordinator.ca_file: {exc}") from exc
 
     def to_env(self) -> dict[str, str]:
         env = {
@@ -113,6 +122,8 @@ class CoordinatorSettings:
             env[ENV["steps_per_episode"]] = str(self.steps_per_episode)
         if self.token_file:
             env[ENV["token_file"]] = self.token_file
+        if self.ca_file:
+            env[ENV["ca_file"]] = self.ca_file
         return env
 
     @classmethod
@@ -149,4 +160,5 @@ class CoordinatorSettings:
                 number("steps_per_episode", int) if ENV["steps_per_episode"] in env else None
             ),
             token_file=env.get(ENV["token_file"]) or None,
+            ca_file=env.get(ENV["ca_file"]) or None,
         )

@@ -8,7 +8,9 @@ Three ways to reach a coordinator, one setting each:
 - ``url``: a ``cdas serve`` service, ``http://host:8000`` (REST) or ``grpc://host:50051``, through
   the SDK (``cdas.client.connect``), retried for ``retry_for`` seconds when unreachable. The API
   token is read where the trainer runs: from ``token_file`` (a mounted secret), else from
-  ``$CDAS_API_TOKEN``; it is never a setting, so it does not end up in logs or configs;
+  ``$CDAS_API_TOKEN``; it is never a setting, so it does not end up in logs or configs. A TLS
+  coordinator is ``https://`` or ``grpcs://``, verified with ``ca_file`` (else ``$CDAS_CA_FILE``,
+  else the default CAs);
 - ``client``: a ready object with the library's methods (a ``cdas.Coordinator`` on any store, a
   ``RestClient``, a ``GrpcClient``); its owner keeps it, the trainer only calls it.
 """
@@ -21,6 +23,7 @@ from typing import Any, Protocol
 
 import cdas
 from cdas.client import RetryPolicy, connect
+from cdas.client.connect import SCHEMES
 from cdas.core.errors import InvalidArgumentError
 from cdas.core.views import Batch, ReportOutcome, RunInfo
 from cdas.service.settings import load_token
@@ -55,8 +58,8 @@ class CoordinatorSettings:
     """The run id. The first start creates the run with the dataset's prompt ids; a restart finds
     it (``put_run`` is idempotent); another prompt set or config under the same id is refused."""
     url: str | None = None
-    """``http://host:8000``, ``https://...`` or ``grpc://host:50051``; None (with no ``client``):
-    the library embedded in this process."""
+    """``http://host:8000``, ``https://...``, ``grpc://host:50051`` or ``grpcs://...``; None (with
+    no ``client``): the library embedded in this process."""
     client: CoordinatorClient | None = None
     """A ready coordinator object instead of ``url``, e.g. ``cdas.Coordinator(cdas.RedisStore(u))``;
     its owner keeps it (and its state)."""
@@ -74,6 +77,9 @@ class CoordinatorSettings:
     the same question with two answers gets two ids."""
     token_file: str | None = None
     """A file holding the API token; else ``$CDAS_API_TOKEN``; else no token."""
+    ca_file: str | None = None
+    """With an ``https://`` or ``grpcs://`` url: the CA bundle (PEM) that signs the coordinator's
+    certificate; else ``$CDAS_CA_FILE``; else the default CAs."""
     retry_for: float = 600.0
     """Seconds to keep retrying an unreachable coordinator (``url`` only) before the trainer
     fails."""
@@ -87,9 +93,9 @@ class CoordinatorSettings:
             raise SettingsError(
                 f"CoordinatorSettings takes a url or a client, not both (url {self.url!r})"
             )
-        if self.url is not None and not self.url.startswith(("http://", "https://", "grpc://")):
+        if self.url is not None and not self.url.startswith(SCHEMES):
             raise SettingsError(
-                "CoordinatorSettings.url must start with http://, https:// or grpc://, "
+                "CoordinatorSettings.url must start with http://, https://, grpc:// or grpcs://, "
                 f"got {self.url!r}"
             )
         if not self.retry_for >= 0:
@@ -123,6 +129,8 @@ class CoordinatorSettings:
             return self.client
         if self.url is None:
             return cdas.Coordinator(cdas.MemoryStore())
-        return connect(
-            self.url, self.token(), retry=RetryPolicy(for_seconds=self.retry_for, max_delay=5.0)
-        )
+        retry, token = RetryPolicy(for_seconds=self.retry_for, max_delay=5.0), self.token()
+        try:
+            return connect(self.url, token, retry=retry, ca=self.ca_file)
+        except InvalidArgumentError as exc:  # an unreadable CA file
+            raise SettingsError(f"CoordinatorSettings.ca_file: {exc.message}") from exc

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from cdas.coordinator import check_state_request
+from cdas.coordinator import check_page_request, check_state_request
 from cdas.core.errors import InvalidArgumentError
 from cdas.core.results import Result
 from cdas.core.validate import check_prompt_id, check_run_id
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
 
 T = TypeVar("T")
 
@@ -168,6 +168,17 @@ def get_state(run_id: str, frontier: int = 0, history_from: int = 0) -> Call[Run
     query = "?" + query if query else ""
     return Call(
         "GET", _run_path(run_id, "/state" + query), lambda _s, data: RunState.from_dict(data)
+    )
+
+
+def prompt_page(run_id: str, start: int, limit: int) -> Call[PromptPage]:
+    """One page of the difficulty export (JSON columns); the clients' ``export_prompts`` loops
+    over these with ``cdas.coordinator.Paging``."""
+    check_page_request(run_id, start, limit)
+    return Call(
+        "GET",
+        _run_path(run_id, f"/prompts?start={start}&limit={limit}"),
+        lambda _s, data: PromptPage.from_dict(data),
     )
 
 

@@ -2,7 +2,8 @@
 
 Errors are decoded from the rich status details into the library's typed errors; UNAVAILABLE
 (and a deadline passed) are retried by the ``RetryPolicy`` like the REST client's transport
-failures.
+failures. A failed TLS handshake (a certificate the ``ca`` does not sign, TLS against a
+plaintext port) is a ``TlsError`` instead, never retried: it is configuration, not an outage.
 """
 
 from __future__ import annotations
@@ -15,13 +16,28 @@ import grpc
 
 from cdas.client.calls import result_body
 from cdas.client.retry import NotSentError, RetryPolicy
-from cdas.coordinator import check_batch_request, check_state_request
+from cdas.client.tls import (
+    NOT_TLS,
+    PLAINTEXT_HINT,
+    TlsError,
+    certificate_error,
+    not_tls_error,
+    read_ca,
+)
+from cdas.coordinator import (
+    DEFAULT_PAGE,
+    Paging,
+    check_batch_request,
+    check_export_request,
+    check_page_request,
+    check_state_request,
+)
 from cdas.core.config import PromptSpec, RunConfig
-from cdas.core.errors import CdasError, InvalidArgumentError, PayloadTooLargeError
+from cdas.core.errors import CdasError, InternalError, InvalidArgumentError, PayloadTooLargeError
 from cdas.core.params import THRESHOLD
 from cdas.core.results import Result, parse_results
 from cdas.core.validate import check_prompt_id, check_run_id, check_step, describe
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
 from cdas.rpc import messages as wire
 from cdas.rpc.status import DETAILS_KEY, error_of
 from cdas.v1 import coordinator_pb2 as pb
@@ -33,7 +49,26 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_MESSAGE = 256 << 20
 
 
-def _error(exc: grpc.RpcError) -> CdasError:
+_CERTIFICATE = ("CERTIFICATE_VERIFY_FAILED", "PEER CERTIFICATE", "HOSTNAME", "SUBJECT ALT NAME")
+"""What gRPC core's UNAVAILABLE details say when the server's certificate was not verified."""
+
+
+def _tls_error(details: str, target: str, ca: str | None) -> TlsError | None:
+    """The ``TlsError`` a failed handshake's details describe (gRPC reports it as UNAVAILABLE,
+    like a server that is down), None for any other failure."""
+    upper = details.upper()
+    if "HANDSHAKE" not in upper and "SSL" not in upper and "TLS" not in upper:
+        return None
+    if any(word in upper for word in _CERTIFICATE):
+        return certificate_error(target, ca, details)
+    if any(word in upper for word in NOT_TLS):
+        return not_tls_error(target, details)
+    return None
+
+
+def _error(
+    exc: grpc.RpcError, target: str = "", ca: str | None = None, tls: bool = False
+) -> CdasError:
     """The typed error of a failed call (the stubs raise errors that are also ``grpc.Call``s)."""
     call = cast(grpc.Call, exc)
     code = call.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
@@ -41,6 +76,12 @@ def _error(exc: grpc.RpcError) -> CdasError:
     metadata = call.trailing_metadata() if hasattr(exc, "trailing_metadata") else ()
     error = error_of(code, details or "", metadata)
     has_details = any(item[0] == DETAILS_KEY for item in metadata or ())
+    if not has_details and code == grpc.StatusCode.UNAVAILABLE:
+        handshake = _tls_error(details or "", target, ca)
+        if handshake is not None:
+            return handshake
+        if not tls and "socket closed" in (details or "").lower():
+            error = type(error)(f"{error.message} {PLAINTEXT_HINT}", **error.details)
     if (
         not has_details
         and code == grpc.StatusCode.UNAVAILABLE
@@ -70,16 +111,27 @@ class GrpcClient:
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         channel: grpc.Channel | None = None,
+        ca: str | None = None,
+        tls: bool = False,
     ) -> None:
+        """TLS when ``ca`` is given (the PEM bundle that signs the coordinator's certificate) or
+        ``tls`` is true (gRPC's default roots); else a plaintext channel. Both are ignored with a
+        ready ``channel``."""
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
-        self._channel = channel or grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
-                ("grpc.max_send_message_length", MAX_MESSAGE),
-            ],
-        )
+        self._target, self._ca, self._tls = target, ca, channel is None and (ca is not None or tls)
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+        ]
+        if channel is not None:
+            self._channel = channel
+        elif ca is not None or tls:
+            roots = read_ca(ca) if ca is not None else None
+            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         self._stub = pb_grpc.CoordinatorStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
 
@@ -91,7 +143,7 @@ class GrpcClient:
                 try:
                     return fn()
                 except grpc.RpcError as exc:
-                    raise _error(exc) from exc
+                    raise _error(exc, self._target, self._ca, self._tls) from exc
             except CdasError as error:
                 if not self.retry.should_retry(
                     error, attempt, idempotent, time.monotonic() - started
@@ -195,6 +247,57 @@ class GrpcClient:
         check_state_request(run_id, frontier, history_from)
         request = pb.GetStateRequest(run_id=run_id, frontier=frontier, history_from=history_from)
         return wire.state_view(self._do(lambda: self._unary(self._stub.GetState, request)))
+
+    def prompt_page(self, run_id: str, start: int = 0, limit: int = DEFAULT_PAGE) -> PromptPage:
+        check_page_request(run_id, start, limit)
+        request = pb.ExportPromptsRequest(run_id=run_id, start=start, page_size=limit, limit=limit)
+
+        def fetch() -> PromptPage:  # a stream of exactly one page: limit = page_size
+            pages = self._stub.ExportPrompts(request, timeout=self.timeout, metadata=self._metadata)
+            [page] = pages  # read to the end, so the call completes
+            return wire.prompt_page_view(page)
+
+        return self._do(fetch)
+
+    def export_prompts(
+        self,
+        run_id: str,
+        page_size: int = DEFAULT_PAGE,
+        start: int = 0,
+        limit: int | None = None,
+    ) -> Iterator[PromptPage]:
+        """The difficulty export over one ``ExportPrompts`` stream, a page per message; the
+        first is read now, the others as they are iterated. A stream that fails part way (the
+        coordinator restarted, the deadline ``timeout`` passed) is reopened at the first page it
+        did not deliver, each page with the retry policy's tries, so a long export goes on."""
+        check_export_request(run_id, page_size, start, limit)
+        paging = Paging(page_size, start, limit)
+        open_stream: list[Iterator[pb.PromptPage]] = []
+
+        def read(at: int, _count: int) -> PromptPage:
+            def attempt() -> PromptPage:
+                if not open_stream:
+                    rest = 0 if paging.end is None else paging.end - at
+                    request = pb.ExportPromptsRequest(
+                        run_id=run_id, start=at, page_size=page_size, limit=rest
+                    )
+                    call = self._stub.ExportPrompts(
+                        request, timeout=self.timeout, metadata=self._metadata
+                    )
+                    open_stream.append(iter(call))
+                try:
+                    message = next(open_stream[0], None)
+                except BaseException:
+                    open_stream.clear()  # reopened where it stopped
+                    raise
+                if message is None:
+                    open_stream.clear()
+                    raise InternalError(f"the export stream ended before prompt {at}", start=at)
+                return wire.prompt_page_view(message)
+
+            return self._do(attempt)
+
+        return paging.pages(read)
 
     def snapshot(self, run_id: str) -> bytes:
         request = pb.SnapshotRequest(run_id=check_run_id(run_id))

@@ -3,15 +3,17 @@
 Both take an injectable ``transport`` (an ``httpx`` transport: an ASGI app in process, a mock, a
 proxy) or a ready ``client``. Errors come back as the library's typed errors, decoded from the
 contract's error body; transport failures become ``ServiceUnavailableError`` and are retried by
-the ``RetryPolicy``.
+the ``RetryPolicy``, except a failed TLS handshake (``TlsError``: a certificate not signed by the
+``ca`` given, an https URL of a plaintext coordinator), which no retry can fix.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -19,6 +21,8 @@ import httpx
 from cdas.client import calls
 from cdas.client.calls import Call
 from cdas.client.retry import NotSentError, RetryPolicy
+from cdas.client.tls import PLAINTEXT_HINT, TlsError, from_ssl_error, ssl_context
+from cdas.coordinator import DEFAULT_PAGE, Paging, check_export_request
 from cdas.core.errors import (
     CdasError,
     InternalError,
@@ -27,7 +31,7 @@ from cdas.core.errors import (
     from_code,
 )
 from cdas.core.results import Result
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
 
 T = TypeVar("T")
 
@@ -73,10 +77,21 @@ def _answer(call: Call[T], response: httpx.Response) -> T:
     raise InternalError(f"HTTP {status}: {text}", status=status)
 
 
-def _transport_error(exc: httpx.TransportError) -> ServiceUnavailableError:
+def _verify(ca: str | None) -> ssl.SSLContext | bool:
+    """httpx's ``verify``: only the CA bundle ``ca`` when given, else httpx's default roots."""
+    return ssl_context(ca) if ca else True
+
+
+def _transport_error(
+    exc: httpx.TransportError, url: httpx.URL, ca: str | None
+) -> ServiceUnavailableError | TlsError:
+    tls = from_ssl_error(exc, str(url), ca)
+    if tls is not None:
+        return tls
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return NotSentError(f"coordinator unreachable: {exc!r}")
-    return ServiceUnavailableError(f"coordinator did not answer: {exc!r}")
+    hint = f" {PLAINTEXT_HINT}" if url.scheme == "http" and "without sending" in str(exc) else ""
+    return ServiceUnavailableError(f"coordinator did not answer: {exc!r}{hint}")
 
 
 class RestClient:
@@ -91,10 +106,18 @@ class RestClient:
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
         client: httpx.Client | None = None,
+        ca: str | None = None,
     ) -> None:
+        """``ca``: the PEM bundle that signs an https coordinator's certificate (a private CA);
+        None trusts httpx's default roots. Ignored with a ready ``client`` (it has its own)."""
         self.retry = retry or RetryPolicy()
+        self._ca = ca
         self._http = client or httpx.Client(
-            base_url=url, transport=transport, timeout=timeout, headers=_headers(token)
+            base_url=url,
+            transport=transport,
+            timeout=timeout,
+            headers=_headers(token),
+            verify=_verify(ca),
         )
         if client is not None:
             self._http.headers.update(_headers(token))
@@ -107,7 +130,7 @@ class RestClient:
                 try:
                     response = self._http.request(call.method, call.path, **_request_kwargs(call))
                 except httpx.TransportError as exc:
-                    raise _transport_error(exc) from exc
+                    raise _transport_error(exc, self._http.base_url, self._ca) from exc
                 return _answer(call, response)
             except CdasError as error:
                 if not self.retry.should_retry(
@@ -168,6 +191,22 @@ class RestClient:
     def get_state(self, run_id: str, frontier: int = 0, history_from: int = 0) -> RunState:
         return self._do(calls.get_state(run_id, frontier, history_from))
 
+    def prompt_page(self, run_id: str, start: int = 0, limit: int = DEFAULT_PAGE) -> PromptPage:
+        return self._do(calls.prompt_page(run_id, start, limit))
+
+    def export_prompts(
+        self,
+        run_id: str,
+        page_size: int = DEFAULT_PAGE,
+        start: int = 0,
+        limit: int | None = None,
+    ) -> Iterator[PromptPage]:
+        """The difficulty export as pages, one GET each (each retried on its own); the first
+        is read now, the others as they are iterated (``Coordinator.export_prompts``)."""
+        check_export_request(run_id, page_size, start, limit)
+        paging = Paging(page_size, start, limit)
+        return paging.pages(lambda at, count: self._do(calls.prompt_page(run_id, at, count)))
+
     def snapshot(self, run_id: str) -> bytes:
         return self._do(calls.snapshot(run_id))
 
@@ -187,10 +226,18 @@ class AsyncRestClient:
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         client: httpx.AsyncClient | None = None,
+        ca: str | None = None,
     ) -> None:
+        """``ca``: the PEM bundle that signs an https coordinator's certificate (a private CA);
+        None trusts httpx's default roots. Ignored with a ready ``client`` (it has its own)."""
         self.retry = retry or RetryPolicy()
+        self._ca = ca
         self._http = client or httpx.AsyncClient(
-            base_url=url, transport=transport, timeout=timeout, headers=_headers(token)
+            base_url=url,
+            transport=transport,
+            timeout=timeout,
+            headers=_headers(token),
+            verify=_verify(ca),
         )
         if client is not None:
             self._http.headers.update(_headers(token))
@@ -205,7 +252,7 @@ class AsyncRestClient:
                         call.method, call.path, **_request_kwargs(call)
                     )
                 except httpx.TransportError as exc:
-                    raise _transport_error(exc) from exc
+                    raise _transport_error(exc, self._http.base_url, self._ca) from exc
                 return _answer(call, response)
             except CdasError as error:
                 if not self.retry.should_retry(
@@ -264,6 +311,28 @@ class AsyncRestClient:
 
     async def get_state(self, run_id: str, frontier: int = 0, history_from: int = 0) -> RunState:
         return await self._do(calls.get_state(run_id, frontier, history_from))
+
+    async def prompt_page(
+        self, run_id: str, start: int = 0, limit: int = DEFAULT_PAGE
+    ) -> PromptPage:
+        return await self._do(calls.prompt_page(run_id, start, limit))
+
+    async def export_prompts(
+        self,
+        run_id: str,
+        page_size: int = DEFAULT_PAGE,
+        start: int = 0,
+        limit: int | None = None,
+    ) -> AsyncIterator[PromptPage]:
+        """The difficulty export as pages (``async for page in client.export_prompts(...)``),
+        one GET each, read as they are iterated."""
+        check_export_request(run_id, page_size, start, limit)
+        paging = Paging(page_size, start, limit)
+        span: tuple[int, int] | None = paging.first
+        while span is not None:
+            page = await self._do(calls.prompt_page(run_id, *span))
+            yield page
+            span = paging.after(page)
 
     async def snapshot(self, run_id: str) -> bytes:
         return await self._do(calls.snapshot(run_id))

@@ -11,8 +11,11 @@ no answer came) is retried too. ``add_prompts`` is retried only when the request
 arrive (connection refused) or the server answered that its store was unreachable: a repeated
 ``{"count": k}`` would append k more prompts.
 
-Trainers and rollout workers that must ride out a coordinator restart give a time budget instead
-of a count: ``RetryPolicy(for_seconds=600, max_delay=5)`` keeps trying for ten minutes.
+The default policy, ``RetryPolicy()``, keeps trying for ``DEFAULT_SECONDS`` (30 s), with waits of
+at most 2 s: a client with the defaults rides out an ordinary restart of Redis (1-3 s) or of the
+coordinator (a pod rescheduled, up to 30 s) without an error reaching the caller. A count
+(``RetryPolicy(attempts=3)``) or another budget (``RetryPolicy(for_seconds=600, max_delay=5)``,
+what the trainers and the rollout worker use: ten minutes) replaces it; ``NO_RETRY`` fails at once.
 """
 
 from __future__ import annotations
@@ -27,10 +30,15 @@ class NotSentError(ServiceUnavailableError):
     """The request never reached the coordinator (connection refused): safe to retry anything."""
 
 
+DEFAULT_SECONDS = 30.0
+"""The default policy's time budget: longer than a Redis or coordinator restart."""
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    attempts: int = 6
-    """Tries in all (1: no retry)."""
+    attempts: int | None = None
+    """Tries in all (1: no retry). Used when ``for_seconds`` is None; with neither set, the
+    budget is ``DEFAULT_SECONDS``."""
     initial: float = 0.05
     multiplier: float = 2.0
     max_delay: float = 2.0
@@ -39,10 +47,17 @@ class RetryPolicy:
     tries that takes (``attempts`` is then ignored)."""
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
+        if self.attempts is not None and self.attempts < 1:
             raise ValueError(f"attempts must be >= 1, got {self.attempts}")
         if self.for_seconds is not None and not self.for_seconds >= 0:
             raise ValueError(f"for_seconds must be >= 0, got {self.for_seconds}")
+
+    @property
+    def budget(self) -> float | None:
+        """Seconds of retrying allowed (None: bounded by ``attempts`` instead)."""
+        if self.for_seconds is not None:
+            return self.for_seconds
+        return DEFAULT_SECONDS if self.attempts is None else None
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before try ``attempt + 1`` (``attempt`` >= 1 tries failed)."""
@@ -54,10 +69,8 @@ class RetryPolicy:
         self, error: CdasError, attempt: int, idempotent: bool, elapsed: float = 0.0
     ) -> bool:
         """Whether to retry after ``attempt`` failed tries, ``elapsed`` s after the first."""
-        if self.for_seconds is None:
-            out_of_budget = attempt >= self.attempts
-        else:
-            out_of_budget = elapsed >= self.for_seconds
+        budget = self.budget
+        out_of_budget = attempt >= (self.attempts or 1) if budget is None else elapsed >= budget
         if out_of_budget or not isinstance(error, StoreUnavailableError):
             return False
         if idempotent or isinstance(error, NotSentError):

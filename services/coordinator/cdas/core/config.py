@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cdas.core.errors import ConflictError, InvalidArgumentError, PayloadTooLargeError
 from cdas.core.strategies import normalized_params
-from cdas.core.validate import MAX_STEP, check_int, describe, is_int
+from cdas.core.validate import MAX_STEP, check_int, describe, is_int, is_real
 
 MAX_PROMPTS = 1 << 31
 """Prompt indexes are 32-bit."""
@@ -34,8 +33,12 @@ def check_prompt_count(field: str, count: int, limit: int) -> None:
         )
 
 
+MAX_SEED = 2**63 - 1
+"""Seeds are integers in [0, 2**63 - 1]."""
+
+
 def check_seed(seed: Any) -> int:
-    return check_int("seed", seed, 0, 2**63 - 1)
+    return check_int("seed", seed, 0, MAX_SEED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +123,7 @@ class PromptSpec:
             names = spec.ids if spec.ids is not None else [str(i) for i in range(spec.count)]
             labels = dict(zip(names, labels, strict=True))
         for key, value in labels.items():
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-            ):
+            if not is_real(value):
                 raise InvalidArgumentError(
                     f"labels[{key!r}] is {describe(value)}; a label is a finite number",
                     field=f"labels[{key!r}]",
@@ -173,6 +172,7 @@ def _id_list(field: str, ids: Any) -> list[str]:
 
 __all__ = [
     "DEFAULT_MAX_PROMPTS",
+    "MAX_SEED",
     "MAX_STEP",
     "PromptSpec",
     "RunConfig",

@@ -13,6 +13,14 @@ D stays in [-1, 1] (a mean of values in (-1, 1)), hence so does C. With stationa
 iteration converges to the unique fixed point of equation (10),
 ``D*(x) = sigmoid(C* - D*(x)) - S(x)``, ``C* = -mean D*``.
 
+A floor on the update's weight (CDAS's ``min_weight`` param, w0 in [0, 1], 0 by default and for
+every other strategy) turns the running mean into an exponential moving average once it would move
+slower than w0: ``D <- D + w (d - D)`` with ``w = max(1/t, w0)``. A running mean of 100 updates
+moves by 1/100 of a change in how the policy does on the prompt; with w0 = 0.1 the difficulty
+forgets at rate 0.1 and follows a prompt the policy learns. While 1/t >= w0 the update is the
+paper's expression itself (bit for bit), so w0 = 0 is exactly the paper. D is still a convex
+combination of values in [-1, 1], so the bounds hold.
+
 Competence is kept incrementally and without drift: a run holds the sum of D as an exact integer
 of fixed-point units (``fixed_sum``: round(D * 2**50) summed in Python integers), changed by the
 difference of the old and new terms at each update, so no sequence of updates can make it drift
@@ -39,16 +47,25 @@ def expected_performance(C: FloatArray | float, D: FloatArray) -> FloatArray:
 
 
 def updated_difficulty(
-    D: FloatArray, t: npt.NDArray[np.int32], C: FloatArray | float, s: FloatArray
+    D: FloatArray,
+    t: npt.NDArray[np.int32],
+    C: FloatArray | float,
+    s: FloatArray,
+    min_weight: float = 0.0,
 ) -> tuple[FloatArray, npt.NDArray[np.int32]]:
     """One CDAS update of prompts with difficulties ``D`` and update counts ``t``.
 
-    ``C`` is the competence the update uses (per prompt or shared), ``s`` the pass rates.
-    Returns the new (D, t). O(len(D)).
+    ``C`` is the competence the update uses (per prompt or shared), ``s`` the pass rates,
+    ``min_weight`` the floor w0 of the weight: ``D + (d - D) / t`` where 1/t >= w0 (the paper's
+    running mean, always with w0 = 0), ``D + w0 (d - D)`` where 1/t < w0 (an exponential moving
+    average). This is the one place of that rule. Returns the new (D, t). O(len(D)).
     """
     d = expected_performance(C, D) - s
     t_new = (t + 1).astype(np.int32)
-    return D + (d - D) / t_new, t_new
+    mean = D + (d - D) / t_new
+    if min_weight <= 0.0:
+        return mean, t_new
+    return np.where(1.0 / t_new < min_weight, D + min_weight * (d - D), mean), t_new
 
 
 def to_fixed(D: FloatArray) -> npt.NDArray[np.int64]:

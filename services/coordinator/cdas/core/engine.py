@@ -35,7 +35,16 @@ from cdas.core.space import (
 from cdas.core.steps import RoundRecord, StepRecord, StepStats
 from cdas.core.strategies import Request, Strategy, Update, build
 from cdas.core.validate import describe
-from cdas.core.views import AppliedGroups, Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.core.views import (
+    AppliedGroups,
+    Batch,
+    PromptColumns,
+    PromptInfo,
+    PromptPage,
+    ReportOutcome,
+    RunInfo,
+    RunState,
+)
 
 
 def histogram_bins(d: FloatArray) -> IntArray:
@@ -260,7 +269,7 @@ class RunEngine:
     ) -> Update:
         """One CDAS update of distinct prompts ``idx`` (``shared/CDAS.md``, step 3). O(m)."""
         old = self.space.core.gather(idx)
-        new_d, new_t = updated_difficulty(old.d, old.t, used, pass_rate)
+        new_d, new_t = updated_difficulty(old.d, old.t, used, pass_rate, self.strategy.min_weight)
         self.space.core.scatter(idx, CoreRows(new_d, new_t, pass_rate, np.full(idx.size, step)))
         scalars = self.scalars
         scalars.sum_fixed += fixed_sum(new_d) - fixed_sum(old.d)
@@ -289,6 +298,29 @@ class RunEngine:
             last_step=int(rows.last_step[0]) if updates else None,
             label=label,
         )
+
+    def prompt_page(self, start: int, limit: int) -> PromptPage:
+        """Prompts ``start``..``start + limit - 1`` (those registered) as columns, in registration
+        order, with the index the next page starts at (None at the end). O(limit): one slice of
+        the core arrays and of the ids, whatever the run's size."""
+        n = self.scalars.n
+        lo, hi = min(start, n), min(start + limit, n)
+        rows, labels = self.space.core.gather_range(lo, hi)
+        updated = (rows.t > 0).tolist()
+        pass_rates, steps = rows.last_pass_rate.tolist(), rows.last_step.tolist()
+        columns = PromptColumns(
+            prompt_id=self.space.ids.ids(np.arange(lo, hi, dtype=np.int64)),
+            difficulty=rows.d.tolist(),
+            updates=rows.t.tolist(),
+            last_pass_rate=[s if u else None for s, u in zip(pass_rates, updated, strict=True)],
+            last_step=[s if u else None for s, u in zip(steps, updated, strict=True)],
+            label=(
+                None
+                if labels is None or hi == lo
+                else [None if x != x else x for x in labels.tolist()]  # x != x: NaN, no label
+            ),
+        )
+        return PromptPage(self.space.run_id, n, start, hi if hi < n else None, columns)
 
     def info(self, created: bool = False) -> RunInfo:
         s, config = self.scalars, self.space.config
@@ -348,6 +380,7 @@ class RunEngine:
             size=s.n,
             seen=s.seen,
             competence=self.view.competence,
+            retired=self.strategy.retired_count(),
             histogram_edges=histogram_edges(),
             histogram_counts=list(s.hist),
             history=[
@@ -369,7 +402,14 @@ class RunEngine:
             space.steps.put_record(step, record)
         for stats in restored.stats:
             space.steps.put_stats(stats)
-        self.strategy.load(self.view, restored.core, restored.strategy)
+        try:
+            self.strategy.load(self.view, restored.core, restored.strategy)
+        except (KeyError, ValueError, IndexError) as exc:  # its own arrays missing or misshapen
+            raise InvalidArgumentError(
+                f"snapshot is damaged or incomplete: the {self.strategy.name} strategy's state "
+                f"({type(exc).__name__}: {exc})",
+                field="snapshot",
+            ) from exc
 
     def snapshot(self) -> bytes:
         """The run's whole logical state (``cdas.core.snapshot``). O(N)."""

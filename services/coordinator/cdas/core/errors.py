@@ -10,8 +10,10 @@ an HTTP status and a gRPC code at one boundary (the service's error table)::
     │   └── PromptNotFoundError   prompt_not_found   404   NOT_FOUND
     ├── ConflictError             conflict           409   FAILED_PRECONDITION
     ├── UnauthenticatedError      unauthenticated    401   UNAUTHENTICATED
+    ├── PermissionDeniedError     permission_denied  403   PERMISSION_DENIED
     ├── PayloadTooLargeError      payload_too_large  413   RESOURCE_EXHAUSTED
     ├── MethodNotAllowedError     method_not_allowed 405   UNIMPLEMENTED
+    ├── UnsupportedMediaTypeError unsupported_media_type 415 INVALID_ARGUMENT (REST only)
     ├── StoreUnavailableError     store_unavailable  503   UNAVAILABLE
     │   └── ServiceUnavailableError service_unavailable 503 UNAVAILABLE (client side)
     └── InternalError             internal           500   INTERNAL
@@ -97,6 +99,12 @@ class UnauthenticatedError(CdasError):
     code = "unauthenticated"
 
 
+class PermissionDeniedError(CdasError):
+    """A valid token whose scopes do not cover the call (``details["needs"]`` names the scope)."""
+
+    code = "permission_denied"
+
+
 class PayloadTooLargeError(CdasError):
     """A request body (or gRPC message) larger than the service's limit."""
 
@@ -107,6 +115,14 @@ class MethodNotAllowedError(CdasError):
     """An HTTP method the path does not offer."""
 
     code = "method_not_allowed"
+
+
+class UnsupportedMediaTypeError(CdasError):
+    """A REST body of another Content-Type than the endpoint takes. Refusing it keeps a web page
+    from posting to the coordinator cross-site: a JSON Content-Type forces a CORS preflight,
+    which the coordinator never grants."""
+
+    code = "unsupported_media_type"
 
 
 class InternalError(CdasError):
@@ -122,8 +138,10 @@ STATUS: dict[str, tuple[int, str]] = {
     PromptNotFoundError.code: (404, "NOT_FOUND"),
     ConflictError.code: (409, "FAILED_PRECONDITION"),
     UnauthenticatedError.code: (401, "UNAUTHENTICATED"),
+    PermissionDeniedError.code: (403, "PERMISSION_DENIED"),
     PayloadTooLargeError.code: (413, "RESOURCE_EXHAUSTED"),
     MethodNotAllowedError.code: (405, "UNIMPLEMENTED"),
+    UnsupportedMediaTypeError.code: (415, "INVALID_ARGUMENT"),
     StoreUnavailableError.code: (503, "UNAVAILABLE"),
     ServiceUnavailableError.code: (503, "UNAVAILABLE"),
     InternalError.code: (500, "INTERNAL"),
@@ -139,8 +157,10 @@ _BY_CODE: dict[str, type[CdasError]] = {
         PromptNotFoundError,
         ConflictError,
         UnauthenticatedError,
+        PermissionDeniedError,
         PayloadTooLargeError,
         MethodNotAllowedError,
+        UnsupportedMediaTypeError,
         StoreUnavailableError,
         ServiceUnavailableError,
         InternalError,

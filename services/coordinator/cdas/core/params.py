@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cdas.core.errors import InvalidArgumentError
 from cdas.core.validate import check_int, check_number, describe
+
+
+@dataclass(frozen=True, slots=True)
+class Checker:
+    """A parameter's check with the JSON Schema of the values it accepts.
+
+    ``check(field, value)`` returns the normalized value or raises ``InvalidArgumentError``;
+    ``schema`` says the same rule as data (the REST door's OpenAPI document states it), so the
+    bounds are written once. Rules a JSON Schema cannot say go in its ``description``."""
+
+    check: Callable[[str, Any], Any]
+    schema: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(self, field: str, value: Any) -> Any:
+        return self.check(field, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +44,16 @@ class Param:
     check: Callable[[str, Any], Any]
     doc: str
 
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The JSON Schema of the accepted values (a ``Checker``'s; else any value), with the
+        doc as its description and the default."""
+        known = self.check.schema if isinstance(self.check, Checker) else {}
+        said = "; ".join(filter(None, (self.doc, known.get("description"))))
+        return {**known, "description": said, "default": self.default}
 
-def boolean(field: str, value: Any) -> bool:
+
+def _boolean(field: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InvalidArgumentError(
             f"{field} is {describe(value)}; it must be true or false", field=field, value=value
@@ -38,18 +61,25 @@ def boolean(field: str, value: Any) -> bool:
     return value
 
 
-def number(low: float, high: float) -> Callable[[str, Any], float]:
+boolean = Checker(_boolean, {"type": "boolean"})
+
+
+def number(low: float, high: float) -> Checker:
+    """Finite numbers in [low, high] (integers included)."""
+
     def check(field: str, value: Any) -> float:
         return check_number(field, value, low, high)
 
-    return check
+    return Checker(check, {"type": "number", "minimum": low, "maximum": high})
 
 
-def integer(low: int, high: int) -> Callable[[str, Any], int]:
+def integer(low: int, high: int) -> Checker:
+    """Integers in [low, high] (``true`` and ``2.0`` are not integers here)."""
+
     def check(field: str, value: Any) -> int:
         return check_int(field, value, low, high)
 
-    return check
+    return Checker(check, {"type": "integer", "minimum": low, "maximum": high})
 
 
 THRESHOLD = Param(

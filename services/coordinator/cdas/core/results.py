@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from cdas.core.errors import InvalidArgumentError
 from cdas.core.ids import canonical_ints
-from cdas.core.validate import check_prompt_id, describe, is_int
+from cdas.core.validate import check_prompt_id, describe, is_int, is_real
 
 MAX_ROLLOUTS = 1 << 20
 """Largest group (rollouts per prompt) accepted in one result."""
@@ -144,7 +144,7 @@ def _one(pos: int, item: Any, threshold: float) -> tuple[str, float, int, bool]:
             raise _bad(pos, "rewards", rewards, f"it must hold 1 to {MAX_ROLLOUTS} rewards")
         low, high, hits = math.inf, -math.inf, 0
         for r in rewards:
-            if isinstance(r, bool) or not isinstance(r, int | float) or not math.isfinite(r):
+            if not is_real(r):
                 raise _bad(pos, "rewards", rewards, f"reward {describe(r)} is not a finite number")
             low, high = min(low, r), max(high, r)
             hits += r > threshold
@@ -156,12 +156,7 @@ def _one(pos: int, item: Any, threshold: float) -> tuple[str, float, int, bool]:
         if k > g:
             raise _bad(pos, "correct", correct, f"it exceeds total {g}")
         return prompt_id, k / g, g, k in (0, g)
-    if (
-        isinstance(pass_rate, bool)
-        or not isinstance(pass_rate, int | float)
-        or not math.isfinite(pass_rate)
-        or not 0.0 <= pass_rate <= 1.0
-    ):
+    if not is_real(pass_rate) or not 0.0 <= pass_rate <= 1.0:
         raise _bad(pos, "pass_rate", pass_rate, "it must be a number in [0, 1]")
     p = float(pass_rate)
     return prompt_id, p, g, p in (0.0, 1.0)

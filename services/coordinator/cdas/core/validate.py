@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from cdas.core.errors import InvalidArgumentError
 
@@ -18,7 +18,9 @@ MAX_STEP = 2**31 - 1
 MAX_ID_BYTES = 256
 """A prompt id is a string of 1 to 256 bytes (UTF-8)."""
 
-_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+"""A run id, whole (``fullmatch``): 1-128 letters, digits and ``._:-``, starting with a letter or
+digit. The REST door's OpenAPI document states this pattern."""
 
 
 def describe(value: Any) -> str:
@@ -52,14 +54,21 @@ def check_step(value: Any, field: str = "step") -> int:
     return int(value)
 
 
+def is_real(value: Any) -> TypeGuard[float]:
+    """True for a finite ``int`` or ``float`` that a float can hold (not ``bool``, NaN, the
+    infinities, nor an integer too large for a float, such as a JSON literal of 400 digits)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int past the largest float
+        return False
+
+
 def check_number(field: str, value: Any, low: float = -math.inf, high: float = math.inf) -> float:
-    """A finite real number in [low, high] (NaN and infinities are rejected)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not low <= value <= high
-    ):
+    """A finite real number in [low, high] (NaN, infinities and integers too large for a float
+    are rejected)."""
+    if not is_real(value) or not low <= value <= high:
         bounds = "" if math.isinf(low) and math.isinf(high) else f" in [{low:g}, {high:g}]"
         raise InvalidArgumentError(
             f"{field} is {describe(value)}; it must be a finite number{bounds}",
@@ -70,7 +79,7 @@ def check_number(field: str, value: Any, low: float = -math.inf, high: float = m
 
 
 def check_run_id(run_id: Any) -> str:
-    if not isinstance(run_id, str) or _RUN_ID.fullmatch(run_id) is None:
+    if not isinstance(run_id, str) or RUN_ID.fullmatch(run_id) is None:
         raise InvalidArgumentError(
             f"run id {describe(run_id)} is invalid; use 1-128 characters of letters, digits and "
             "'._:-', starting with a letter or digit",

@@ -159,6 +159,82 @@ class PromptInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class PromptColumns:
+    """Some prompts' ``PromptInfo`` fields as columns (row k is one prompt): what a team curating
+    the next run's data reads for every prompt at once. ``last_pass_rate`` and ``last_step`` are
+    None where ``updates`` is 0; ``label`` is None as a whole when the run has no labels (or the
+    columns are empty), else None where a prompt has none."""
+
+    prompt_id: list[str] = field(default_factory=list)
+    difficulty: list[float] = field(default_factory=list)
+    updates: list[int] = field(default_factory=list)
+    last_pass_rate: list[float | None] = field(default_factory=list)
+    last_step: list[int | None] = field(default_factory=list)
+    label: list[float | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.prompt_id)
+
+    def rows(self) -> list[PromptInfo]:
+        """The columns as one ``PromptInfo`` per prompt (what ``get_prompt`` answers). O(len)."""
+        labels = self.label if self.label is not None else [None] * len(self)
+        return [
+            PromptInfo(*row)
+            for row in zip(
+                self.prompt_id,
+                self.difficulty,
+                self.updates,
+                self.last_pass_rate,
+                self.last_step,
+                labels,
+                strict=True,
+            )
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _fields(PromptColumns)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptColumns:
+        return cls(**{name: data[name] for name in _fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class PromptPage:
+    """Prompts ``start``, ``start + 1``, ... of a run in registration order, as columns
+    (``GET /v1/runs/{run_id}/prompts``, gRPC ``ExportPrompts``): the difficulty export.
+
+    ``size``: the run's size when the page was read; ``next``: where the following page starts,
+    None when this page reaches the end. A page's rows are read at one moment (under the run's
+    lock; on Redis in one GETRANGE); pages of a run that trains meanwhile, at several."""
+
+    run_id: str
+    size: int
+    start: int
+    next: int | None
+    columns: PromptColumns
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "size": self.size,
+            "start": self.start,
+            "next": self.next,
+            "columns": self.columns.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptPage:
+        return cls(
+            run_id=data["run_id"],
+            size=data["size"],
+            start=data["start"],
+            next=data["next"],
+            columns=PromptColumns.from_dict(data["columns"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class StepSummary:
     """One step of the history: competence after its latest results (at issue while it has none),
     mean pass rate and zero-gradient share of its results, prompts issued, rollouts reported."""
@@ -190,7 +266,8 @@ class StepSummary:
 @dataclass(frozen=True, slots=True)
 class RunState:
     """What a dashboard shows (``GET /v1/runs/{run_id}/state``); ``frontier``: the prompts
-    nearest the competence, when asked for (``?frontier=K``)."""
+    nearest the competence, when asked for (``?frontier=K``); ``retired``: the prompts the
+    strategy keeps out of selection (CDAS with ``retire_after``; 0 otherwise)."""
 
     run_id: str
     strategy: str
@@ -202,6 +279,7 @@ class RunState:
     histogram_counts: list[int]
     history: list[StepSummary] = field(default_factory=list)
     frontier: list[PromptInfo] = field(default_factory=list)
+    retired: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -210,6 +288,7 @@ class RunState:
             "step": self.step,
             "size": self.size,
             "seen": self.seen,
+            "retired": self.retired,
             "competence": self.competence,
             "histogram": {"edges": self.histogram_edges, "counts": self.histogram_counts},
             "history": [s.to_dict() for s in self.history],
@@ -229,6 +308,7 @@ class RunState:
             histogram_counts=data["histogram"]["counts"],
             history=[StepSummary.from_dict(s) for s in data["history"]],
             frontier=[PromptInfo.from_dict(p) for p in data.get("frontier", [])],
+            retired=data.get("retired", 0),
         )
 
 

@@ -64,6 +64,7 @@ OPERATIONS = frozenset(
         "get_state",
         "snapshot",
         "restore",
+        "export_prompts",
     }
 )
 """The ``operation`` label: the library's method names, shared by REST and gRPC."""
@@ -155,9 +156,17 @@ class Metrics:
     gives each instance its own, so two services in one process (tests) never share counts."""
 
     def __init__(
-        self, registry: CollectorRegistry, store: Store, health: Health | None = None
+        self,
+        registry: CollectorRegistry,
+        store: Store,
+        health: Health | None = None,
+        per_run: bool = True,
     ) -> None:
+        """``per_run`` False drops every series labelled by run (ids, competence, steps, the
+        tallies): a deployment shared by several teams then shows only the request metrics,
+        the store's health and the number of runs."""
         self.registry = registry
+        self.per_run = per_run
         self._lock = threading.Lock()
         self._runs: dict[str, RunTallies] = {}
         self._created = 0  # tallies created so far: orders them against a scrape's listing
@@ -176,11 +185,14 @@ class Metrics:
         )
         # the store's gauges first: their listing of the runs prunes the tallies of deleted runs
         # before the same scrape exposes the tallies
-        registry.register(StoreCollector(store, health, self))
-        registry.register(_TallyCollector(self))
+        registry.register(StoreCollector(store, health, self, per_run=per_run))
+        if per_run:
+            registry.register(_TallyCollector(self))
 
     # ------------------------------------------------------------------ the coordinator's observer
     def results_reported(self, run_id: str, outcome: ReportOutcome) -> None:
+        if not self.per_run:
+            return
         with self._lock:
             tallies = self._runs.get(run_id)
             if tallies is None:
@@ -304,11 +316,16 @@ class StoreCollector(Collector):
     prunes the tallies of runs deleted elsewhere (``Metrics.forget_unlisted``)."""
 
     def __init__(
-        self, store: Store, health: Health | None = None, metrics: Metrics | None = None
+        self,
+        store: Store,
+        health: Health | None = None,
+        metrics: Metrics | None = None,
+        per_run: bool = True,
     ) -> None:
         self.store = store
         self.health = health
         self.metrics = metrics
+        self.per_run = per_run
         self.store_name = type(store).__name__.removesuffix("Store").lower() or "custom"
 
     def collect(self) -> Iterator[Metric]:
@@ -338,8 +355,14 @@ class StoreCollector(Collector):
             "1 when /readyz answers 200: the store answers and the service is not draining.",
             value=up and not draining,
         )
-        if up:
+        if up and self.per_run:
             yield from self._runs()
+        elif up:
+            try:
+                count = len(self.store.list_runs())
+            except CdasError:
+                return
+            yield GaugeMetricFamily(f"{PREFIX}_runs", "Runs in the store.", value=count)
 
     def _states(self) -> list[RunState]:
         states = []
@@ -372,6 +395,11 @@ class StoreCollector(Collector):
         seen = GaugeMetricFamily(
             f"{PREFIX}_run_prompts_seen", "Prompts with at least one result.", labels=labels
         )
+        retired = GaugeMetricFamily(
+            f"{PREFIX}_run_prompts_retired",
+            "Prompts kept out of selection (cdas retire_after: zero-gradient streaks), else 0.",
+            labels=labels,
+        )
         mean = GaugeMetricFamily(
             f"{PREFIX}_run_difficulty_mean",
             "Mean difficulty D over the prompts with results (-C * N / seen).",
@@ -388,6 +416,7 @@ class StoreCollector(Collector):
             competence.add_metric(run, state.competence)
             size.add_metric(run, state.size)
             seen.add_metric(run, state.seen)
+            retired.add_metric(run, state.retired)
             if state.step is not None:
                 step.add_metric(run, state.step)
             if state.seen:
@@ -399,4 +428,4 @@ class StoreCollector(Collector):
                 _cumulative(tuple(state.histogram_edges[1:]), counts),
                 gsum_value=-state.competence * state.size,
             )
-        yield from (run_info, competence, step, size, seen, mean, distribution)
+        yield from (run_info, competence, step, size, seen, retired, mean, distribution)

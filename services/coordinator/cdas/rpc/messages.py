@@ -8,6 +8,7 @@ strategies' integer params, such as ``max_rounds``, check for ``int``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -15,7 +16,16 @@ from google.protobuf import json_format, struct_pb2
 
 from cdas.core.config import PromptSpec
 from cdas.core.errors import InvalidArgumentError
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState, StepSummary
+from cdas.core.views import (
+    Batch,
+    PromptColumns,
+    PromptInfo,
+    PromptPage,
+    ReportOutcome,
+    RunInfo,
+    RunState,
+    StepSummary,
+)
 from cdas.v1 import coordinator_pb2 as pb
 
 SNAPSHOT_CHUNK = 1 << 20
@@ -250,6 +260,50 @@ def prompt_view(message: pb.Prompt) -> PromptInfo:
     )
 
 
+def prompt_page_message(page: PromptPage) -> pb.PromptPage:
+    """A page as the proto's columns: null is NaN (pass rate, label) or -1 (last step), since a
+    repeated field cannot hold it; no labels at all is an empty ``label``. O(page)."""
+    c = page.columns
+    return pb.PromptPage(
+        run_id=page.run_id,
+        size=page.size,
+        start=page.start,
+        next=page.next,
+        columns=pb.PromptColumns(
+            prompt_id=c.prompt_id,
+            difficulty=c.difficulty,
+            updates=c.updates,
+            last_pass_rate=[math.nan if v is None else v for v in c.last_pass_rate],
+            last_step=[-1 if v is None else v for v in c.last_step],
+            label=[] if c.label is None else [math.nan if v is None else v for v in c.label],
+        ),
+    )
+
+
+def prompt_page_view(message: pb.PromptPage) -> PromptPage:
+    """The page a ``prompt_page_message`` carries, nulls restored where ``updates`` is 0 (as the
+    core decides them) and where a label is NaN. O(page)."""
+    c = message.columns
+    updates = list(c.updates)
+    updated = [u > 0 for u in updates]
+    return PromptPage(
+        run_id=message.run_id,
+        size=message.size,
+        start=message.start,
+        next=_opt(message, "next"),
+        columns=PromptColumns(
+            prompt_id=list(c.prompt_id),
+            difficulty=list(c.difficulty),
+            updates=updates,
+            last_pass_rate=[
+                v if u else None for v, u in zip(c.last_pass_rate, updated, strict=True)
+            ],
+            last_step=[v if u else None for v, u in zip(c.last_step, updated, strict=True)],
+            label=[None if math.isnan(v) else v for v in c.label] if c.label else None,
+        ),
+    )
+
+
 def state_message(state: RunState) -> pb.RunState:
     return pb.RunState(
         run_id=state.run_id,
@@ -257,6 +311,7 @@ def state_message(state: RunState) -> pb.RunState:
         step=state.step,
         size=state.size,
         seen=state.seen,
+        retired=state.retired,
         competence=state.competence,
         histogram=pb.Histogram(edges=state.histogram_edges, counts=state.histogram_counts),
         history=[
@@ -298,4 +353,5 @@ def state_view(message: pb.RunState) -> RunState:
             for s in message.history
         ],
         frontier=[prompt_view(p) for p in message.frontier],
+        retired=message.retired,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -20,13 +20,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from cdas.coordinator import Coordinator
+from cdas.coordinator import DEFAULT_PAGE, Coordinator
 from cdas.core.errors import CdasError, InternalError, InvalidArgumentError, PayloadTooLargeError
+from cdas.core.views import PromptPage
 from cdas.observe.metrics import Metrics, grpc_operation
 from cdas.rpc import messages as wire
 from cdas.rpc.status import grpc_code, trailing_metadata
 from cdas.service import logs
-from cdas.service.auth import TokenCheck
+from cdas.service.access import Access, Grant
 from cdas.service.settings import ServiceSettings
 from cdas.v1 import coordinator_pb2 as pb
 from cdas.v1 import coordinator_pb2_grpc as pb_grpc
@@ -41,12 +42,25 @@ Resp = TypeVar("Resp")
 
 class CoordinatorService(pb_grpc.CoordinatorServicer):
     def __init__(
-        self, coordinator: Coordinator, executor: Executor, max_bytes: int, metrics: Metrics
+        self,
+        coordinator: Coordinator,
+        executor: Executor,
+        max_bytes: int,
+        metrics: Metrics,
+        access: Access | None = None,
     ) -> None:
         self.c = coordinator
         self.executor = executor
         self.max_bytes = max_bytes
         self.metrics = metrics
+        self.access = access or Access()
+
+    def _grant(self, context: grpc.aio.ServicerContext[Any, Any]) -> Grant:
+        """The call's grant (the interceptor already refused unknown tokens with 401)."""
+        header = next(
+            (v for k, v in context.invocation_metadata() or () if k == "authorization"), None
+        )
+        return self.access.identify(header if isinstance(header, str) else None)
 
     async def _call(
         self,
@@ -54,11 +68,16 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         name: str,
         fn: Callable[..., T],
         *args: Any,
+        on_run: str | None = None,
     ) -> T:
+        """Run ``fn(*args)`` on the executor once the call's scopes allow ``name`` on
+        ``on_run``; a ``CdasError`` (403 included) aborts the RPC with its code and details."""
         started = time.perf_counter()
         status = "OK"
         code: str | None = None
         try:
+            if self.access.enabled:
+                self._grant(context).check(grpc_operation(name), on_run)
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
         except CdasError as exc:
             status, code = grpc_code(exc).name, exc.code
@@ -98,18 +117,26 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                 ),
                 labels=wire.labels_value(request.labels),
             ),
+            on_run=request.run_id,
         )
         return pb.PutRunResponse(run=wire.run_message(run), created=run.created)
 
     async def GetRun(self, request: pb.GetRunRequest, context: Any) -> pb.Run:
-        return wire.run_message(await self._call(context, "GetRun", self.c.get_run, request.run_id))
+        return wire.run_message(
+            await self._call(
+                context, "GetRun", self.c.get_run, request.run_id, on_run=request.run_id
+            )
+        )
 
     async def ListRuns(self, request: pb.ListRunsRequest, context: Any) -> pb.ListRunsResponse:
         runs = await self._call(context, "ListRuns", self.c.list_runs)
-        return pb.ListRunsResponse(runs=[wire.run_message(r) for r in runs])
+        grant = self._grant(context)
+        return pb.ListRunsResponse(runs=[wire.run_message(r) for r in runs if grant.sees(r.run_id)])
 
     async def DeleteRun(self, request: pb.DeleteRunRequest, context: Any) -> pb.Run:
-        run = await self._call(context, "DeleteRun", self.c.delete_run, request.run_id)
+        run = await self._call(
+            context, "DeleteRun", self.c.delete_run, request.run_id, on_run=request.run_id
+        )
         return wire.run_message(run)
 
     async def AddPrompts(
@@ -124,7 +151,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                 )
             return self.c.add_prompts(request.run_id, prompts, wire.labels_value(request.labels))
 
-        size = await self._call(context, "AddPrompts", add)
+        size = await self._call(context, "AddPrompts", add, on_run=request.run_id)
         return pb.AddPromptsResponse(size=size)
 
     async def NextBatch(self, request: pb.NextBatchRequest, context: Any) -> pb.Batch:
@@ -136,6 +163,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             request.step,
             request.size,
             request.round,
+            on_run=request.run_id,
         )
         return wire.batch_message(batch)
 
@@ -148,12 +176,18 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             lambda: self.c.report_results(
                 request.run_id, request.step, wire.report_results_value(request)
             ),
+            on_run=request.run_id,
         )
         return wire.outcome_message(outcome)
 
     async def GetPrompt(self, request: pb.GetPromptRequest, context: Any) -> pb.Prompt:
         prompt = await self._call(
-            context, "GetPrompt", self.c.get_prompt, request.run_id, request.prompt_id
+            context,
+            "GetPrompt",
+            self.c.get_prompt,
+            request.run_id,
+            request.prompt_id,
+            on_run=request.run_id,
         )
         return wire.prompt_message(prompt)
 
@@ -166,15 +200,52 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                 request.run_id,
                 request.frontier,
                 request.history_from,
+                on_run=request.run_id,
             )
         )
 
     async def Snapshot(
         self, request: pb.SnapshotRequest, context: Any
     ) -> AsyncIterator[pb.SnapshotChunk]:
-        data = await self._call(context, "Snapshot", self.c.snapshot, request.run_id)
+        data = await self._call(
+            context, "Snapshot", self.c.snapshot, request.run_id, on_run=request.run_id
+        )
         for chunk in wire.snapshot_chunks(data):
             yield chunk
+
+    async def ExportPrompts(
+        self, request: pb.ExportPromptsRequest, context: Any
+    ) -> AsyncIterator[pb.PromptPage]:
+        """The difficulty export, one page per message, each read (and converted) on the
+        executor only when the previous one was sent, so a stream of 10^7 prompts holds about
+        one page in memory. The first page goes through ``_call`` (scopes, argument checks, an
+        unknown run: the usual errors and metrics); a later page's failure (the run deleted
+        meanwhile, the store unreachable) aborts the stream with its code."""
+        pages = await self._call(
+            context,
+            "ExportPrompts",
+            lambda: self.c.export_prompts(
+                request.run_id,
+                request.page_size or DEFAULT_PAGE,
+                request.start,
+                request.limit or None,
+            ),
+            on_run=request.run_id,
+        )
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                message = await loop.run_in_executor(self.executor, _next_page_message, pages)
+            except CdasError as exc:
+                logs.log.warning("export stopped", extra={"rpc": "ExportPrompts", "code": exc.code})
+                await context.abort(grpc_code(exc), exc.message, trailing_metadata(exc))
+            except Exception as exc:
+                logs.log.exception("unhandled error", extra={"rpc": "ExportPrompts"})
+                error = InternalError(f"internal error: {type(exc).__name__}")
+                await context.abort(grpc_code(error), error.message, trailing_metadata(error))
+            if message is None:
+                return
+            yield message
 
     async def Restore(
         self, request_iterator: AsyncIterator[pb.RestoreChunk], context: Any
@@ -185,6 +256,14 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         async for chunk in request_iterator:
             if run_id is None:
                 run_id = chunk.run_id
+                if self.access.enabled:  # refused before the rest of the stream is read
+                    try:
+                        self._grant(context).check("restore", run_id)
+                    except CdasError as denied:
+                        self.metrics.request("grpc", "restore", 0.0, denied.code)
+                        await context.abort(
+                            grpc_code(denied), denied.message, trailing_metadata(denied)
+                        )
             parts.append(chunk.data)
             size += len(chunk.data)
             if size > self.max_bytes:
@@ -195,16 +274,23 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                 self.metrics.request("grpc", "restore", 0.0, error.code)
                 await context.abort(grpc_code(error), error.message, trailing_metadata(error))
         data = b"".join(parts)
-        run = await self._call(context, "Restore", self.c.restore, run_id or "", data)
+        run = await self._call(
+            context, "Restore", self.c.restore, run_id or "", data, on_run=run_id or ""
+        )
         return wire.run_message(run)
+
+
+def _next_page_message(pages: Iterator[PromptPage]) -> pb.PromptPage | None:
+    page = next(pages, None)
+    return None if page is None else wire.prompt_page_message(page)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Refuse calls without the bearer token (health stays open), with UNAUTHENTICATED and the
     same rich details as every other error."""
 
-    def __init__(self, tokens: TokenCheck, metrics: Metrics) -> None:
-        self.tokens = tokens
+    def __init__(self, access: Access, metrics: Metrics) -> None:
+        self.access = access
         self.metrics = metrics
 
     async def intercept_service(  # type: ignore[override]
@@ -215,13 +301,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(details)
-        if not self.tokens.enabled or details.method.startswith(HEALTH_PREFIX) or handler is None:
+        if not self.access.enabled or details.method.startswith(HEALTH_PREFIX) or handler is None:
             return handler
         header = next(
             (v for k, v in details.invocation_metadata or () if k == "authorization"), None
         )
         try:
-            self.tokens.check(header if isinstance(header, str) else None)
+            self.access.identify(header if isinstance(header, str) else None)
         except CdasError as exc:
             self.metrics.request("grpc", grpc_operation(details.method), 0.0, exc.code)
             return _refusal(handler, exc)
@@ -255,10 +341,9 @@ def create_server(
         ("grpc.max_send_message_length", settings.max_body_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(
-        interceptors=[AuthInterceptor(TokenCheck(settings.token), metrics)], options=options
-    )
-    service = CoordinatorService(coordinator, executor, settings.max_body_bytes, metrics)
+    access = settings.access()
+    server = grpc.aio.server(interceptors=[AuthInterceptor(access, metrics)], options=options)
+    service = CoordinatorService(coordinator, executor, settings.max_body_bytes, metrics, access)
     pb_grpc.add_CoordinatorServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

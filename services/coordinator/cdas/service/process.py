@@ -23,10 +23,12 @@ class ServeProcess:
     port: int
     grpc_port: int
     lines: list[dict[str, Any]] = field(default_factory=list)
+    scheme: str = "http"
+    """``https`` when it serves TLS (``--tls-cert``)."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def target(self) -> str:
@@ -52,6 +54,7 @@ def serve_process(
     assert process.stderr is not None
     lines: list[dict[str, Any]] = []
     ports: tuple[int, int] | None = None
+    scheme = "http"
     timer = threading.Timer(timeout, process.kill)
     timer.start()
     try:
@@ -63,13 +66,14 @@ def serve_process(
             lines.append(entry)
             if entry.get("msg") == "serving":
                 ports = (int(entry["port"]), int(entry["grpc_port"]))
+                scheme = str(entry.get("rest", "http:")).split(":", 1)[0]
                 break
     finally:
         timer.cancel()
     if ports is None:
         process.kill()
         raise RuntimeError(f"cdas serve did not start: {lines}")
-    served = ServeProcess(process, ports[0], ports[1], lines)
+    served = ServeProcess(process, ports[0], ports[1], lines, scheme)
 
     def collect() -> None:
         assert process.stderr is not None

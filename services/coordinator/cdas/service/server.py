@@ -8,6 +8,9 @@ Shutdown (SIGTERM or SIGINT) is graceful, in this order:
 2. after ``drain_seconds``, both listeners stop accepting; calls in flight run to completion
    (up to ``grace_seconds``);
 3. the store is closed (the embedded store writes its state file when one is configured).
+
+With ``tls_cert`` and ``tls_key`` both doors serve TLS on their usual ports (REST is HTTPS, gRPC
+a secure port) from the same certificate; the files are read and checked before either binds.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from cdas.observe.metrics import Metrics
 from cdas.service import grpc_server, logs
 from cdas.service.health import Health
 from cdas.service.rest.app import create_app
-from cdas.service.settings import ServiceSettings
+from cdas.service.settings import ServiceSettings, load_tls
 
 HEALTH_POLL_SECONDS = 2.0
 """How often gRPC health follows the store's reachability."""
@@ -67,7 +70,9 @@ class Service:
         self.coordinator = coordinator
         self.settings = settings
         self.health = Health(coordinator.store)
-        self.metrics = Metrics(registry or CollectorRegistry(), coordinator.store, self.health)
+        self.metrics = Metrics(
+            registry or CollectorRegistry(), coordinator.store, self.health, settings.run_metrics
+        )
         coordinator.observers.append(self.metrics)
         self.executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="cdas-store")
         self.app = create_app(coordinator, settings, self.health, self.metrics)
@@ -80,10 +85,15 @@ class Service:
 
     async def start(self) -> Bound:
         s = self.settings
+        tls = load_tls(s.tls_cert, s.tls_key)  # before binding: a bad file names its path
         self.grpc, self.grpc_health = grpc_server.create_server(
             self.coordinator, s, self.executor, self.metrics
         )
-        grpc_port = self.grpc.add_insecure_port(f"{s.host}:{s.grpc_port}")
+        if tls is None:
+            grpc_port = self.grpc.add_insecure_port(f"{s.host}:{s.grpc_port}")
+        else:
+            credentials = grpc.ssl_server_credentials([(tls[1], tls[0])])  # (key, chain)
+            grpc_port = self.grpc.add_secure_port(f"{s.host}:{s.grpc_port}", credentials)
         await self.grpc.start()
         await grpc_server.set_serving(self.grpc_health, True)
         # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets that name it, and
@@ -102,6 +112,9 @@ class Service:
             timeout_graceful_shutdown=max(1, int(s.grace_seconds)),
             limit_concurrency=None,
             backlog=2048,
+            # uvicorn wraps the sockets it is given (``serve(sockets=...)``) in this context too
+            ssl_certfile=s.tls_cert if tls else None,
+            ssl_keyfile=s.tls_key if tls else None,
         )
         self._uvicorn = _Uvicorn(config)
         self._tasks.append(asyncio.create_task(self._uvicorn.serve(sockets=[sock])))
@@ -114,12 +127,13 @@ class Service:
         logs.log.info(
             "serving",
             extra={
-                "rest": f"http://{s.host}:{self.bound.port}",
+                "rest": f"{'https' if tls else 'http'}://{s.host}:{self.bound.port}",
                 "grpc": f"{s.host}:{grpc_port}",
                 "port": self.bound.port,
                 "grpc_port": grpc_port,
                 "store": type(self.coordinator.store).__name__,
                 "auth": s.token is not None,
+                "tls": tls is not None,
             },
         )
         return self.bound

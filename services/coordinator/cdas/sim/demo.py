@@ -47,6 +47,8 @@ class DemoOptions:
     coordinator: str | None = None
     """A running coordinator's REST URL: train against it instead of serving one."""
     token: str | None = None
+    ca: str | None = None
+    """With an https ``coordinator``: the CA bundle (PEM) that signs its certificate."""
 
 
 def run_demo(options: DemoOptions, wait: threading.Event | None = None) -> int:
@@ -89,7 +91,9 @@ def run_demo(options: DemoOptions, wait: threading.Event | None = None) -> int:
         flush=True,
     )
     try:
-        with RestClient(rest, options.token, retry=RetryPolicy(for_seconds=120)) as client:
+        with RestClient(
+            rest, options.token, retry=RetryPolicy(for_seconds=120), ca=options.ca
+        ) as client:
             progress = Progress(exp.total_steps(), "training")
             lock = threading.Lock()
 

@@ -13,12 +13,27 @@ World (drawn once per seed):
     with b clipped to +-3 ``spread`` (offline labels track difficulty, imperfectly), for the
     curriculum strategy.
 
-Model: a global ability theta (starts at ``ability``) and a prompt-specific skill u(x) (starts 0).
-A rollout of prompt x is correct with probability
+Model: a global ability theta (starts at ``ability``), a prompt-specific skill u(x) (starts 0) and
+the policy's confidence, a logit scale kappa (starts 1). A rollout of prompt x is correct with
+probability
 
-    p(x) = sigmoid(theta + u(x) - b(x)),
+    p(x) = sigmoid(kappa * (theta + u(x) - b(x))),
 
 and a step rolls out G answers per prompt: k(x) ~ Binomial(G, p(x)).
+
+Two mechanisms push pass rates toward 0 and 1 as training goes on, and the twin keeps both, in
+amounts the data decide (``cdas.sim.calibrate``):
+  - prompt-specific learning (memorisation): u(x) grows on the prompts that are trained on, so
+    they end up always solved, and Random's batches fill with solved prompts;
+  - sharpening: RL for reasoning makes the policy confident early: its entropy collapses and its
+    pass rates polarise on every prompt, trained on or not (Cui et al. 2025, "The Entropy Mechanism
+    of Reinforcement Learning for Reasoning Language Models", arXiv 2505.22617; Yue et al. 2025,
+    "Does Reinforcement Learning Really Incentivize Reasoning Capacity in LLMs Beyond the Base
+    Model?", arXiv 2504.13837: RL narrows pass@k toward pass@1). Here kappa grows with the
+    training signal the policy has received, ``kappa += sharpen * sum_{x in T} v(x) / B`` per step:
+    the same quantity that moves theta, with no saturation, so a run that learns nothing does not
+    sharpen either. A prompt with theta + u - b > 0 climbs toward always solved, one below falls
+    toward never, without being trained on.
 
 Learning is driven by each group's reward variance: GRPO's advantages are the rewards minus the
 group mean, so a group whose G rewards are equal (all right or all wrong) teaches nothing. The
@@ -33,9 +48,9 @@ saturate, as RL on one dataset mostly elicits what the base model can already do
 Random run gains 19 points in 55 steps, then 0.9 in the next 55). Dividing by B, not by the
 number of informative groups, is GRPO's batch mean: zero-variance groups dilute the step.
 
-Held-out accuracy: the expected pass rate on the held-out prompts, mean sigmoid(theta - b_h) (u is
-0 there: they were never trained on). It is exact, not sampled, so curves show the model and not
-benchmark noise.
+Held-out accuracy: the expected pass rate on the held-out prompts, mean
+sigmoid(kappa (theta - b_h)) (u is 0 there: they were never trained on; sharpening reaches them).
+It is exact, not sampled, so curves show the model and not benchmark noise.
 
 Cost: a step's rollouts are counted, and a GPU-time proxy in token units: a right answer costs 1,
 a wrong one ``wrong_length`` (failed reasoning runs longer, often to the length limit); generation
@@ -96,6 +111,8 @@ class TwinParams:
     """fitted: logits of prompt-specific skill gained per unit of a group's signal"""
     heldout_shift: float = 1.427
     """fitted: how much harder the held-out prompts are than the training ones, in logits"""
+    sharpen: float = 0.0
+    """fitted: growth of the policy's logit scale kappa per unit of batch signal (sharpening)"""
     label_noise: float = 1.0
     """prior: noise of the offline level labels against the latent difficulty, in logits"""
     wrong_length: float = 2.5
@@ -168,6 +185,7 @@ class Twin:
     params: TwinParams = field(default_factory=TwinParams)
     seed: int = 0
     theta: float = field(init=False)
+    kappa: float = field(init=False)
     b: FloatArray = field(init=False, repr=False)
     b_heldout: FloatArray = field(init=False, repr=False)
     u: FloatArray = field(init=False, repr=False)
@@ -189,12 +207,13 @@ class Twin:
         self.labels = (np.searchsorted(edges, noisy, side="right") + 1).astype(np.int64)
         self.u = np.zeros(p.prompts)
         self.theta = p.ability
+        self.kappa = 1.0
         self.rng = np.random.default_rng([self.seed, 0x5EED])
 
     # ---------------------------------------------------------------- the model
     def pass_probability(self, idx: IntArray) -> FloatArray:
-        """p(x) = sigmoid(theta + u(x) - b(x)) for the prompts ``idx``."""
-        return _sigmoid(self.theta + self.u[idx] - self.b[idx])
+        """p(x) = sigmoid(kappa (theta + u(x) - b(x))) for the prompts ``idx``."""
+        return _sigmoid(self.kappa * (self.theta + self.u[idx] - self.b[idx]))
 
     def rollout(self, idx: IntArray) -> IntArray:
         """Correct answers out of G for each prompt of ``idx``: k ~ Binomial(G, p(x))."""
@@ -213,12 +232,21 @@ class Twin:
         v = self.signal(k)
         strength = float(v.sum()) / p.batch
         self.theta += p.transfer * (p.ceiling - self.theta) * strength
+        self.kappa += p.sharpen * strength
         np.add.at(self.u, idx, p.specific * v)
         return strength
 
     def accuracy(self) -> float:
-        """Held-out accuracy: mean sigmoid(theta - b_h) over the held-out prompts (exact)."""
-        return float(np.mean(_sigmoid(self.theta - self.b_heldout)))
+        """Held-out accuracy: mean sigmoid(kappa (theta - b_h)) over the held-out prompts, exact."""
+        return float(np.mean(_sigmoid(self.kappa * (self.theta - self.b_heldout))))
+
+    def entropy(self, idx: IntArray | None = None) -> float:
+        """Mean binary entropy (bits) of one rollout's correctness, over ``idx`` (default: every
+        training prompt): what sharpening lowers everywhere, memorisation only where trained."""
+        p = self.pass_probability(np.arange(self.b.size) if idx is None else idx)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+        return float(np.mean(np.nan_to_num(h)))
 
     def cost_units(self, k: IntArray) -> float:
         """Token units of the groups with ``k`` correct: 1 per right answer, ``wrong_length``

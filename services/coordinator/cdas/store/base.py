@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from cdas.core.config import PromptSpec, RunConfig
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
 
 
 @runtime_checkable
@@ -39,6 +39,10 @@ class Store(Protocol):
     def report_results(self, run_id: str, step: int, results: list[Any]) -> ReportOutcome: ...
 
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo: ...
+
+    def prompt_page(self, run_id: str, start: int, limit: int) -> PromptPage:
+        """Prompts start..start+limit-1 as columns, read in O(limit) (``RunEngine.prompt_page``)."""
+        ...
 
     def get_state(
         self, run_id: str, frontier: int = 0, history: bool = True, history_from: int = 0

@@ -22,7 +22,7 @@ from cdas.core.config import PromptSpec, RunConfig, check_same_run
 from cdas.core.engine import Restored, RunEngine
 from cdas.core.errors import InvalidArgumentError, RunNotFoundError
 from cdas.core.steps import RETAIN_STEPS
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
 from cdas.store.memory_space import MemorySpace
 
 
@@ -109,6 +109,10 @@ class MemoryStore:
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         with self._run(run_id) as run:
             return run.get_prompt(prompt_id)
+
+    def prompt_page(self, run_id: str, start: int, limit: int) -> PromptPage:
+        with self._run(run_id) as run:  # holds the run's lock for one O(limit) slice
+            return run.prompt_page(start, limit)
 
     def get_state(
         self, run_id: str, frontier: int = 0, history: bool = True, history_from: int = 0

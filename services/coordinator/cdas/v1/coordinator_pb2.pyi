@@ -237,6 +237,48 @@ class GetStateRequest(_message.Message):
     history_from: int
     def __init__(self, run_id: _Optional[str] = ..., frontier: _Optional[int] = ..., history_from: _Optional[int] = ...) -> None: ...
 
+class ExportPromptsRequest(_message.Message):
+    __slots__ = ("run_id", "start", "page_size", "limit")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    start: int
+    page_size: int
+    limit: int
+    def __init__(self, run_id: _Optional[str] = ..., start: _Optional[int] = ..., page_size: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class PromptColumns(_message.Message):
+    __slots__ = ("prompt_id", "difficulty", "updates", "last_pass_rate", "last_step", "label")
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    DIFFICULTY_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    LAST_PASS_RATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_STEP_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    prompt_id: _containers.RepeatedScalarFieldContainer[str]
+    difficulty: _containers.RepeatedScalarFieldContainer[float]
+    updates: _containers.RepeatedScalarFieldContainer[int]
+    last_pass_rate: _containers.RepeatedScalarFieldContainer[float]
+    last_step: _containers.RepeatedScalarFieldContainer[int]
+    label: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, prompt_id: _Optional[_Iterable[str]] = ..., difficulty: _Optional[_Iterable[float]] = ..., updates: _Optional[_Iterable[int]] = ..., last_pass_rate: _Optional[_Iterable[float]] = ..., last_step: _Optional[_Iterable[int]] = ..., label: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class PromptPage(_message.Message):
+    __slots__ = ("run_id", "size", "start", "next", "columns")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    size: int
+    start: int
+    next: int
+    columns: PromptColumns
+    def __init__(self, run_id: _Optional[str] = ..., size: _Optional[int] = ..., start: _Optional[int] = ..., next: _Optional[int] = ..., columns: _Optional[_Union[PromptColumns, _Mapping]] = ...) -> None: ...
+
 class Histogram(_message.Message):
     __slots__ = ("edges", "counts")
     EDGES_FIELD_NUMBER: _ClassVar[int]
@@ -264,7 +306,7 @@ class StepSummary(_message.Message):
     def __init__(self, step: _Optional[int] = ..., competence: _Optional[float] = ..., mean_pass_rate: _Optional[float] = ..., zero_gradient_ratio: _Optional[float] = ..., batch_size: _Optional[int] = ..., results: _Optional[int] = ..., rollouts: _Optional[int] = ...) -> None: ...
 
 class RunState(_message.Message):
-    __slots__ = ("run_id", "strategy", "step", "size", "seen", "competence", "histogram", "history", "frontier")
+    __slots__ = ("run_id", "strategy", "step", "size", "seen", "competence", "histogram", "history", "frontier", "retired")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +316,7 @@ class RunState(_message.Message):
     HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     FRONTIER_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     strategy: str
     step: int
@@ -283,7 +326,8 @@ class RunState(_message.Message):
     histogram: Histogram
     history: _containers.RepeatedCompositeFieldContainer[StepSummary]
     frontier: _containers.RepeatedCompositeFieldContainer[Prompt]
-    def __init__(self, run_id: _Optional[str] = ..., strategy: _Optional[str] = ..., step: _Optional[int] = ..., size: _Optional[int] = ..., seen: _Optional[int] = ..., competence: _Optional[float] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., history: _Optional[_Iterable[_Union[StepSummary, _Mapping]]] = ..., frontier: _Optional[_Iterable[_Union[Prompt, _Mapping]]] = ...) -> None: ...
+    retired: int
+    def __init__(self, run_id: _Optional[str] = ..., strategy: _Optional[str] = ..., step: _Optional[int] = ..., size: _Optional[int] = ..., seen: _Optional[int] = ..., competence: _Optional[float] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., history: _Optional[_Iterable[_Union[StepSummary, _Mapping]]] = ..., frontier: _Optional[_Iterable[_Union[Prompt, _Mapping]]] = ..., retired: _Optional[int] = ...) -> None: ...
 
 class SnapshotRequest(_message.Message):
     __slots__ = ("run_id",)

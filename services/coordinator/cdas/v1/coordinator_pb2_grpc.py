@@ -79,6 +79,11 @@ class CoordinatorStub(object):
                 request_serializer=cdas_dot_v1_dot_coordinator__pb2.GetStateRequest.SerializeToString,
                 response_deserializer=cdas_dot_v1_dot_coordinator__pb2.RunState.FromString,
                 _registered_method=True)
+        self.ExportPrompts = channel.unary_stream(
+                '/cdas.v1.Coordinator/ExportPrompts',
+                request_serializer=cdas_dot_v1_dot_coordinator__pb2.ExportPromptsRequest.SerializeToString,
+                response_deserializer=cdas_dot_v1_dot_coordinator__pb2.PromptPage.FromString,
+                _registered_method=True)
         self.Snapshot = channel.unary_stream(
                 '/cdas.v1.Coordinator/Snapshot',
                 request_serializer=cdas_dot_v1_dot_coordinator__pb2.SnapshotRequest.SerializeToString,
@@ -153,6 +158,15 @@ class CoordinatorServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportPrompts(self, request, context):
+        """The difficulty export: every prompt from start (at most limit of them) in registration
+        order, as pages of columns (REST: GET /v1/runs/{run_id}/prompts). Each page's rows are read
+        at one moment; at least one page is sent (empty past the run's end).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Snapshot(self, request, context):
         """The run's whole state, in chunks of at most 1 MiB.
         """
@@ -214,6 +228,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.GetState,
                     request_deserializer=cdas_dot_v1_dot_coordinator__pb2.GetStateRequest.FromString,
                     response_serializer=cdas_dot_v1_dot_coordinator__pb2.RunState.SerializeToString,
+            ),
+            'ExportPrompts': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportPrompts,
+                    request_deserializer=cdas_dot_v1_dot_coordinator__pb2.ExportPromptsRequest.FromString,
+                    response_serializer=cdas_dot_v1_dot_coordinator__pb2.PromptPage.SerializeToString,
             ),
             'Snapshot': grpc.unary_stream_rpc_method_handler(
                     servicer.Snapshot,
@@ -469,6 +488,33 @@ class Coordinator(object):
             '/cdas.v1.Coordinator/GetState',
             cdas_dot_v1_dot_coordinator__pb2.GetStateRequest.SerializeToString,
             cdas_dot_v1_dot_coordinator__pb2.RunState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportPrompts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cdas.v1.Coordinator/ExportPrompts',
+            cdas_dot_v1_dot_coordinator__pb2.ExportPromptsRequest.SerializeToString,
+            cdas_dot_v1_dot_coordinator__pb2.PromptPage.FromString,
             options,
             channel_credentials,
             insecure,

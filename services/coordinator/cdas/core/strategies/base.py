@@ -11,7 +11,9 @@ so the same strategy code runs on every store. Hooks::
     dump() / load(view, core, own)   its own state for snapshots, and the rebuild from one
 
 plus ``check_request`` (reject an impossible request before anything changes) and
-``check_labels``. A new strategy is one new module: subclass ``Strategy``, set ``name`` and
+``check_labels``, and two values the engine reads: ``min_weight`` (the floor of the difficulty
+update's weight) and ``retired_count()`` (prompts kept out of selection, for the run's state).
+A new strategy is one new module: subclass ``Strategy``, set ``name`` and
 ``params``, implement the hooks, and import the module in ``cdas.core.strategies``.
 """
 
@@ -77,6 +79,15 @@ class Strategy(ABC):
         self.config = params
         self.seed = seed
         self.space = space
+        self.min_weight = 0.0
+        """Floor w0 of the weight of the run's difficulty updates, ``D <- D + max(1/t, w0)
+        (d - D)`` (``cdas.core.difficulty.updated_difficulty``); 0 (the paper's running mean)
+        unless the strategy takes it from a param (CDAS's ``min_weight``)."""
+
+    def retired_count(self) -> int:
+        """Prompts the strategy currently keeps out of its selection (CDAS's retirement), for
+        the run's state and metrics; 0 by default. O(1)."""
+        return 0
 
     @classmethod
     def declared(cls) -> tuple[Param, ...]:
@@ -115,6 +126,9 @@ class Strategy(ABC):
 
 
 REGISTRY: dict[str, type[Strategy]] = {}
+
+DEFAULT_STRATEGY = "cdas"
+"""The strategy of a run created without one."""
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:

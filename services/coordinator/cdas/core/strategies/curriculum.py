@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cdas.core.errors import InvalidArgumentError
-from cdas.core.params import Param
+from cdas.core.params import Checker, Param
 from cdas.core.strategies.base import Arrays, FloatArray, IntArray, Request, Strategy, register
-from cdas.core.validate import check_number, check_step, describe
+from cdas.core.validate import MAX_STEP, check_number, check_step, describe
 
 if TYPE_CHECKING:
     from cdas.core.engine import RunView
@@ -93,6 +93,23 @@ def check_schedule(field: str, value: Any) -> list[dict[str, Any]]:
     return stages
 
 
+SCHEDULE_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "properties": {
+            "until_step": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_STEP},
+            "min_label": {"type": ["number", "null"]},
+            "max_label": {"type": ["number", "null"]},
+        },
+        "additionalProperties": False,
+    },
+    "description": "stages in order; until_step increases from stage to stage, only the last "
+    "stage may omit it (null: omitted), and a stage's min_label is at most its max_label",
+}
+"""``check_schedule``'s rules as JSON Schema; the description holds those across stages."""
+
 DEFAULT_SCHEDULE = ({"until_step": 55}, {"min_label": 4})
 
 
@@ -103,7 +120,7 @@ class Curriculum(Strategy):
         Param(
             "schedule",
             check_schedule("schedule", list(DEFAULT_SCHEDULE)),
-            check_schedule,
+            Checker(check_schedule, SCHEDULE_SCHEMA),
             "stages of admitted labels: [{until_step, min_label, max_label}, ...]",
         ),
     )

@@ -49,6 +49,15 @@ class NumpyCoreArrays:
     def labels(self, idx: IntArray) -> FloatArray | None:
         return None if self._labels is None else self._labels[idx]
 
+    def gather_range(self, start: int, stop: int) -> tuple[CoreRows, FloatArray | None]:
+        rows = CoreRows(
+            self._d[start:stop].copy(),
+            self._t[start:stop].copy(),
+            self._s[start:stop].copy(),
+            self._step[start:stop].astype(np.int64),
+        )
+        return rows, None if self._labels is None else self._labels[start:stop].copy()
+
     def append(self, n: int, m: int, labels: FloatArray | None) -> None:
         self._d = grow_array(self._d, n + m, 0.0)
         self._t = grow_array(self._t, n + m, 0)

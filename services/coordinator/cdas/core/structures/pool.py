@@ -11,8 +11,9 @@ The state is two slot arrays (``cdas.core.structures.slots``) and three counters
 algorithm runs on numpy arrays and on Redis strings; each phase announces the slots it will read
 (``fetch``) before reading them, which lets the Redis store serve a phase in one round trip.
 
-Used by random sampling (epochs), CDAS's warm-up (one epoch), dynamic sampling, curriculum levels
-and the candidate pools of MoPPS and learnability.
+Used by random sampling (epochs), CDAS's warm-up (one epoch) and its retired prompts (members come
+and go with ``add`` and ``remove``), dynamic sampling, curriculum levels and the candidate pools of
+MoPPS and learnability.
 """
 
 from __future__ import annotations
@@ -81,6 +82,34 @@ class UniformPool:
     def discard(self, idx: IntArray) -> None:
         """Count the live members among ``idx`` as drawn in this epoch. O(len(idx))."""
         self._hold(idx)
+
+    def contains(self, idx: IntArray) -> npt.NDArray[np.bool_]:
+        """Whether each of ``idx`` is a member (drawn in this epoch or not). O(len(idx))."""
+        self._pos.fetch(idx)
+        return self._pos.get(idx) >= 0
+
+    def remove(self, idx: IntArray) -> None:
+        """Take the members ``idx`` (distinct; non-members are ignored) out of the pool for good.
+
+        Live ones are swapped to the end of the live region and counted as drawn, then every one
+        is swapped to the end of the drawn region and cut off: O(len(idx)), like a draw; the
+        other members keep their status (live or drawn in this epoch)."""
+        self._pos.fetch(idx)
+        positions = self._pos.get(idx).astype(np.int64)
+        positions = positions[positions >= 0]
+        k = positions.size
+        if k == 0:
+            return
+        live, drawn = positions[positions < self._live], positions[positions >= self._live]
+        self._items.fetch(np.concatenate([live, _span(self._live - live.size, self._live)]))
+        self._to_tail(live, self._live)  # now at [live - a, live): the front of the drawn region
+        self._live -= live.size
+        at = np.concatenate([_span(self._live, self._live + live.size), drawn])
+        self._items.fetch(np.concatenate([at, _span(self._size - k, self._size)]))
+        self._to_tail(at, self._size)
+        self._size -= k
+        gone = self._items.get(_span(self._size, self._size + k)).astype(np.int64)
+        self._pos.set(gone, np.full(k, -1, dtype=np.int64))
 
     def clear(self) -> None:
         """Forget every member (free the arrays). For a pool whose members are all drawn and that

@@ -409,11 +409,12 @@
     const edges = (st && st.histogram && st.histogram.edges) || [];
     const counts = (st && st.histogram && st.histogram.counts) || [];
     const c = st ? st.competence : null;
-    const sig = JSON.stringify([width, st ? st.run_id : null, counts, c, st ? [st.seen, st.size, st.step] : null]);
+    const sig = JSON.stringify([width, st ? st.run_id : null, counts, c, st ? [st.seen, st.size, st.step, st.retired] : null]);
     if (unchanged(box, sig)) return;
     $("hist-run").textContent = st ? st.run_id : "\u2013";
+    // retired: prompts CDAS keeps out of selection after zero-gradient streaks (retire_after)
     $("hist-note").textContent = st
-      ? `${int(st.seen)} of ${int(st.size)} prompts have results${st.step !== null && st.step !== undefined ? ` \u00b7 step ${int(st.step)}` : ""}`
+      ? `${int(st.seen)} of ${int(st.size)} prompts have results${st.step !== null && st.step !== undefined ? ` \u00b7 step ${int(st.step)}` : ""}${st.retired > 0 ? ` \u00b7 ${int(st.retired)} retired` : ""}`
       : "";
     const root = frame(box, "difficulty", width, HIST_H);
     if (st) root.setAttribute("data-run", st.run_id);

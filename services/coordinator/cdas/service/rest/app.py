@@ -12,22 +12,21 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Literal
 
-from fastapi import Body, Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRouter
 from prometheus_client import CollectorRegistry
-from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import StreamingResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import cdas
-from cdas.coordinator import Coordinator
+from cdas.coordinator import DEFAULT_PAGE, Coordinator
 from cdas.core.errors import (
     CdasError,
     InternalError,
@@ -38,28 +37,29 @@ from cdas.core.errors import (
     UnauthenticatedError,
     http_status,
 )
-from cdas.core.results import unknown_field
-from cdas.core.validate import describe
+from cdas.core.strategies.base import DEFAULT_STRATEGY
+from cdas.export import csv_text
 from cdas.observe import assets
 from cdas.observe.metrics import OPERATIONS, Metrics
 from cdas.service import logs
-from cdas.service.auth import TokenCheck
+from cdas.service.access import METRICS, Grant
 from cdas.service.health import Health
 from cdas.service.rest import models
+from cdas.service.rest.bodies import JSON, OCTETS, JsonBody, require_media_type, validation_error
+from cdas.service.rest.openapi import state_rules
 from cdas.service.settings import ServiceSettings
 
-B = TypeVar("B")
-
-JSON = "application/json"
-OCTETS = "application/octet-stream"
+CSV = "text/csv"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": models.ErrorBody, "description": why}
     for status, why in (
         (401, "missing or wrong bearer token"),
+        (403, "the token's scopes do not cover this operation on this run"),
         (404, "unknown run or prompt"),
         (409, "conflict with the run's state"),
         (413, "request body too large"),
+        (415, "the body's Content-Type is not the endpoint's (JSON, or the snapshot's binary)"),
         (422, "invalid input; the message names the value"),
         (503, "store unreachable; retry"),
     )
@@ -72,40 +72,11 @@ def _json(data: Any, status: int = 200) -> Response:
     )
 
 
-class JsonBody(Generic[B]):
-    """A hot endpoint's body (a step's batch request or its 1024 results): validated straight
-    from the raw bytes by pydantic-core (``validate_json``, about twice as fast as parsing then
-    validating), documented in the OpenAPI schema like any other body."""
-
-    def __init__(self, model: type[B]) -> None:
-        self.adapter: TypeAdapter[B] = TypeAdapter(model)
-        self.name = model.__name__
-
-    def parse(self, raw: bytes) -> B:
-        if not raw:
-            raise InvalidArgumentError("request body is empty; send a JSON object", field="body")
-        try:
-            return self.adapter.validate_json(raw)
-        except ValidationError as exc:
-            errors = [dict(e, loc=("body", *e["loc"])) for e in exc.errors()]
-            raise validation_error(errors) from None
-
-    def openapi(self) -> dict[str, Any]:
-        return {
-            "requestBody": {
-                "required": True,
-                "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{self.name}"}}},
-            }
-        }
-
-    def schemas(self) -> dict[str, Any]:
-        schema = self.adapter.json_schema(ref_template="#/components/schemas/{model}")
-        defs = schema.pop("$defs", {})
-        return {self.name: schema, **defs}
-
-
+_PUT_RUN_BODY = JsonBody(models.PutRunBody)
+_ADD_PROMPTS_BODY = JsonBody(models.AddPromptsBody)
 _BATCH_BODY = JsonBody(models.NextBatchBody)
 _REPORT_BODY = JsonBody(models.ReportBody)
+_BODIES = (_PUT_RUN_BODY, _ADD_PROMPTS_BODY, _BATCH_BODY, _REPORT_BODY)
 
 
 ERROR_CODE = "cdas.error"
@@ -134,53 +105,6 @@ def error_response(error: CdasError, scope: Scope | None = None) -> Response:
     if scope is not None:
         scope[ERROR_CODE] = error.code
     return _json(error.to_dict(), http_status(error))
-
-
-_UNION_TAGS = frozenset({"CountPrompts", "IdPrompts", "typed-dict"})
-
-
-def _field(loc: tuple[Any, ...]) -> str:
-    """``("body", "results", 3, "total")`` -> ``results[3].total``."""
-    out = ""
-    for part in loc[1:] if loc and loc[0] in ("body", "path", "query") else loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in _UNION_TAGS or "[" in str(part) or str(part).startswith("function-"):
-            continue  # pydantic's union-branch tags
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "body"
-
-
-def validation_error(errors: Sequence[Any]) -> InvalidArgumentError:
-    """The first pydantic error as the contract's ``invalid_argument``, naming field and value."""
-    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid", "type": "invalid"}
-    if first.get("type") == "json_invalid":
-        ctx: Any = first.get("ctx") or {}
-        return InvalidArgumentError(
-            f"request body is not valid JSON: {ctx.get('error', first['msg'])}",
-            field="body",
-        )
-    field = _field(tuple(first.get("loc", ())))
-    if field == "body" and isinstance(first.get("input"), bytes | str):
-        return InvalidArgumentError(
-            "request body is not a JSON object (send JSON with Content-Type: application/json)",
-            field="body",
-        )
-    if first.get("type") == "missing":
-        return InvalidArgumentError(f"{field} is missing", field=field)
-    if first.get("type") == "extra_forbidden":
-        loc = tuple(first.get("loc", ()))
-        if len(loc) == 4 and loc[1] == "results" and isinstance(loc[2], int):
-            return unknown_field(loc[2], str(loc[3]))  # the library's words
-        return InvalidArgumentError(f"{field} is not a known field", field=field)
-    value = describe(first.get("input"))
-    return InvalidArgumentError(
-        f"{field} is {value}; {first['msg'][0].lower()}{first['msg'][1:]}",
-        field=field,
-        value=value,
-        errors=len(errors),
-    )
 
 
 class RequestObserver:
@@ -309,9 +233,9 @@ def create_app(
     settings = settings or ServiceSettings()
     health = health or Health(coordinator.store)
     if metrics is None:
-        metrics = Metrics(CollectorRegistry(), coordinator.store, health)
+        metrics = Metrics(CollectorRegistry(), coordinator.store, health, settings.run_metrics)
         coordinator.observers.append(metrics)
-    tokens = TokenCheck(settings.token)
+    access = settings.access()
     app = FastAPI(
         title="cdas coordinator",
         version=cdas.__version__,
@@ -334,7 +258,7 @@ def create_app(
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if request.url.path.startswith("/v1") and exc.status_code in (404, 405):
             try:  # auth before routing: without the token, /v1's routes cannot be probed
-                tokens.check(request.headers.get("authorization"))
+                access.identify(request.headers.get("authorization"))
             except UnauthenticatedError as denied:
                 return error_response(denied, request.scope)
         if exc.status_code == 404:
@@ -371,8 +295,14 @@ def create_app(
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=metrics)
 
-    def authorized(request: Request) -> None:
-        tokens.check(request.headers.get("authorization"))
+    def authorized(request: Request) -> Grant:
+        """Identify the token (401), then check its scopes cover this operation on this run
+        (403): before the body is read, so a refused call costs nothing and changes nothing."""
+        grant = access.identify(request.headers.get("authorization"))
+        operation = getattr(request.scope.get("route"), "name", "")
+        grant.check(operation, request.path_params.get("run_id"))
+        request.state.grant = grant
+        return grant
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses=_ERRORS)
     c = coordinator
@@ -382,22 +312,27 @@ def create_app(
         response_model=models.Run,
         status_code=201,
         responses={200: {"model": models.Run, "description": "the same run already exists"}},
+        openapi_extra=_PUT_RUN_BODY.openapi(),
         summary="Create a run (201), or find the same one (200)",
     )
-    def put_run(run_id: str, body: Annotated[models.PutRunBody, Body()]) -> Response:
-        run = c.put_run(
-            run_id,
-            strategy=body.get("strategy", "cdas"),
-            params=body.get("params"),
-            seed=body.get("seed", 0),
-            prompts=body.get("prompts"),
-            labels=body.get("labels"),
+    async def put_run(run_id: str, request: Request) -> Response:
+        body = _PUT_RUN_BODY.parse(await request.body(), request.headers.get("content-type"))
+        run = await run_in_threadpool(
+            lambda: c.put_run(
+                run_id,
+                strategy=body.get("strategy", DEFAULT_STRATEGY),
+                params=body.get("params"),
+                seed=body.get("seed", 0),
+                prompts=body.get("prompts"),
+                labels=body.get("labels"),
+            )
         )
         return _json(run.to_dict(), 201 if run.created else 200)
 
     @v1.get("/runs", response_model=models.RunList, summary="Every run")
-    def list_runs() -> Response:
-        return _json({"runs": [r.to_dict() for r in c.list_runs()]})
+    def list_runs(request: Request) -> Response:
+        grant: Grant = request.state.grant
+        return _json({"runs": [r.to_dict() for r in c.list_runs() if grant.sees(r.run_id)]})
 
     @v1.get("/runs/{run_id}", response_model=models.Run, summary="One run")
     def get_run(run_id: str) -> Response:
@@ -407,14 +342,21 @@ def create_app(
     def delete_run(run_id: str) -> Response:
         return _json(c.delete_run(run_id).to_dict())
 
-    @v1.post("/runs/{run_id}/prompts", response_model=models.Size, summary="Append prompts")
-    def add_prompts(run_id: str, body: Annotated[models.AddPromptsBody, Body()]) -> Response:
+    @v1.post(
+        "/runs/{run_id}/prompts",
+        response_model=models.Size,
+        openapi_extra=_ADD_PROMPTS_BODY.openapi(),
+        summary="Append prompts",
+    )
+    async def add_prompts(run_id: str, request: Request) -> Response:
+        body = _ADD_PROMPTS_BODY.parse(await request.body(), request.headers.get("content-type"))
         if ("ids" in body) == ("count" in body):
             raise InvalidArgumentError(
                 'give "ids": [...] (or "count": N) to add prompts', field="ids"
             )
         prompts: Any = body["ids"] if "ids" in body else body["count"]
-        return _json({"size": c.add_prompts(run_id, prompts, body.get("labels"))})
+        size = await run_in_threadpool(c.add_prompts, run_id, prompts, body.get("labels"))
+        return _json({"size": size})
 
     @v1.post(
         "/runs/{run_id}/batches",
@@ -423,7 +365,7 @@ def create_app(
         summary="The prompts of (step, round); the same answer for the same request",
     )
     async def next_batch(run_id: str, request: Request) -> Response:
-        body = _BATCH_BODY.parse(await request.body())
+        body = _BATCH_BODY.parse(await request.body(), request.headers.get("content-type"))
         batch = await run_in_threadpool(
             c.next_batch, run_id, body["step"], body["size"], body.get("round", 0)
         )
@@ -436,9 +378,43 @@ def create_app(
         summary="Post a step's group results; each (step, prompt) is applied at most once",
     )
     async def report_results(run_id: str, request: Request) -> Response:
-        body = _REPORT_BODY.parse(await request.body())
+        body = _REPORT_BODY.parse(await request.body(), request.headers.get("content-type"))
         outcome = await run_in_threadpool(c.report_results, run_id, body["step"], body["results"])
         return _json(outcome.to_dict())
+
+    @v1.get(
+        "/runs/{run_id}/prompts",
+        response_model=models.PromptPage,
+        responses={
+            200: {
+                "content": {CSV: {"schema": {"type": "string"}}},
+                "description": "a page of prompts as columns (JSON); or, asked for CSV, every "
+                "prompt from start (at most limit of them), streamed",
+            }
+        },
+        summary="The difficulty export: each prompt's difficulty, updates and last result",
+        name="export_prompts",
+    )
+    def export_prompts(
+        run_id: str,
+        request: Request,
+        start: int = 0,
+        limit: int | None = None,
+        fmt: Annotated[Literal["json", "csv"] | None, Query(alias="format")] = None,
+    ) -> Response:
+        """JSON: one page (``limit`` <= 100000, default 10000); follow ``next``. CSV
+        (``?format=csv`` or ``Accept: text/csv``): the whole run from ``start`` (or ``limit``
+        prompts), read page by page as it is sent, so a curl of 10^7 prompts holds one page in
+        memory. A failure mid-stream cuts the response short (the transfer is incomplete)."""
+        if fmt != "csv" and (fmt == "json" or CSV not in request.headers.get("accept", "")):
+            page = c.prompt_page(run_id, start, DEFAULT_PAGE if limit is None else limit)
+            return _json(page.to_dict())
+        pages = c.export_prompts(run_id, DEFAULT_PAGE, start, limit)  # checks and reads page 1
+        return StreamingResponse(
+            (csv_text(page, header=k == 0) for k, page in enumerate(pages)),
+            media_type=f"{CSV}; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{run_id}.csv"'},
+        )
 
     @v1.get(
         "/runs/{run_id}/prompts/{prompt_id:path}",
@@ -475,6 +451,7 @@ def create_app(
         name="restore",
     )
     async def put_snapshot(run_id: str, request: Request) -> Response:
+        require_media_type(request.headers.get("content-type"), OCTETS)
         data = await request.body()
         run = await run_in_threadpool(c.restore, run_id, data)
         return _json(run.to_dict())
@@ -501,9 +478,12 @@ def create_app(
         "/metrics",
         response_class=Response,
         responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
-        summary="Prometheus metrics (docs/metrics.md); open, like the health checks",
+        summary="Prometheus metrics (docs/metrics.md); open unless the service is started with "
+        "--metrics-token",
     )
-    def metrics_text() -> Response:
+    def metrics_text(request: Request) -> Response:
+        if settings.metrics_token:
+            access.identify(request.headers.get("authorization")).check(METRICS)
         content, media_type = metrics.exposition()
         return Response(content, media_type=media_type)
 
@@ -532,8 +512,9 @@ def create_app(
                 routes=app.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for body in (_BATCH_BODY, _REPORT_BODY):
+            for body in _BODIES:
                 components.update(body.schemas())
+            state_rules(schema, coordinator.max_prompts, settings.max_body_bytes)
             app.openapi_schema = schema
         return app.openapi_schema
 

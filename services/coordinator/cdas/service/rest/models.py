@@ -133,6 +133,30 @@ class Prompt(Answer):
     label: float | None
 
 
+class PromptColumns(Answer):
+    """Row k is one prompt; the fields are ``Prompt``'s, as columns."""
+
+    prompt_id: list[str]
+    difficulty: list[float]
+    updates: list[int]
+    last_pass_rate: list[float | None] = Field(description="null where updates is 0")
+    last_step: list[int | None] = Field(description="null where updates is 0")
+    label: list[float | None] | None = Field(
+        description="null when the run has no labels (or the page is empty); else null where a "
+        "prompt has none"
+    )
+
+
+class PromptPage(Answer):
+    """``GET /v1/runs/{run_id}/prompts``: one page of the difficulty export."""
+
+    run_id: str
+    size: int = Field(description="the run's size when the page was read")
+    start: int = Field(description="the index (registration order) of the page's first prompt")
+    next: int | None = Field(description="where the next page starts; null at the end")
+    columns: PromptColumns
+
+
 class Histogram(Answer):
     edges: list[float]
     counts: list[int]
@@ -154,6 +178,10 @@ class RunState(Answer):
     step: int | None
     size: int
     seen: int
+    retired: int = Field(
+        description="prompts the strategy keeps out of selection: cdas with params.retire_after "
+        "> 0 (prompts whose latest results were all pass rate 0 or 1); 0 otherwise"
+    )
     competence: float
     histogram: Histogram
     history: list[StepSummary]

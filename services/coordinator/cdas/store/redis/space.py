@@ -151,6 +151,19 @@ class RedisCoreArrays:
     def labels(self, idx: IntArray) -> FloatArray | None:
         return self.label_slots.get(idx).astype(np.float64) if self.has_labels else None
 
+    def gather_range(self, start: int, stop: int) -> tuple[CoreRows, FloatArray | None]:
+        rows = self.records.span(start, stop)  # one GETRANGE of 24 bytes a prompt
+        labels = self.label_slots.span(start, stop) if self.has_labels else None
+        return (
+            CoreRows(
+                rows["d"].astype(np.float64),
+                rows["t"].astype(np.int32),
+                rows["s"].astype(np.float64),
+                rows["step"].astype(np.int64),
+            ),
+            None if labels is None else labels.astype(np.float64),
+        )
+
     def append(self, n: int, m: int, labels: FloatArray | None) -> None:
         fresh = np.zeros(m, dtype=CORE_RECORD)
         fresh["s"], fresh["step"] = np.nan, -1

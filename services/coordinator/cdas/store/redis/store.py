@@ -34,7 +34,7 @@ from cdas.core.engine import Restored, RunEngine
 from cdas.core.errors import RunNotFoundError, StoreUnavailableError
 from cdas.core.results import parse_results
 from cdas.core.steps import RETAIN_STEPS
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
 from cdas.store.redis import scripts
 from cdas.store.redis.keys import META_PATTERN, RunKeys, run_id_of
 from cdas.store.redis.space import CORE_RECORD, RedisSpace, RedisStepStore
@@ -123,7 +123,8 @@ class RedisStore:
             return txn, None, ""
         record, stats, evictable, core_blob = answer[1], answer[2], answer[3], answer[4]
         steps = RedisStepStore(txn, keys, step, _fields(record), stats or None, evictable)
-        config = RunConfig(**json.loads(meta[b"config"]))
+        # normalized again: a run stored before a strategy gained a param gets its default
+        config = RunConfig.make(**json.loads(meta[b"config"]))
         uid = meta[b"uid"].decode()
         self._configs[run_id] = (uid, config)
         space = RedisSpace(
@@ -292,6 +293,12 @@ class RedisStore:
 
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         return self._transact("get_prompt", run_id, lambda e: e.get_prompt(prompt_id))
+
+    def prompt_page(self, run_id: str, start: int, limit: int) -> PromptPage:
+        """At most four round trips whatever the run's and the page's size: ``LOAD`` (the
+        run's size), one GETRANGE of the page's core records, one of its labels (a run with
+        labels), one HMGET of its explicit ids (ids other than row indexes). O(page) bytes."""
+        return self._transact("prompt_page", run_id, lambda e: e.prompt_page(start, limit))
 
     def get_state(
         self, run_id: str, frontier: int = 0, history: bool = True, history_from: int = 0

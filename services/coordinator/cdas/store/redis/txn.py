@@ -209,13 +209,20 @@ class RemoteSlots:
 
     def dump(self, n: int) -> npt.NDArray[Any]:
         """Slots 0..n-1 (one GETRANGE of the whole string when nothing is known locally)."""
+        return self.span(0, n)
+
+    def span(self, start: int, stop: int) -> npt.NDArray[Any]:
+        """Slots start..stop-1: one GETRANGE of just those bytes when the operation has written
+        nothing (the overlay then holds only values read from Redis, which the range repeats),
+        else through the overlay. O(stop - start), whatever the string's length."""
         if self._base is None and not self._segments and not self._dirty.any():
+            count, w = stop - start, self.width
             self.txn.round_trips += 1
-            raw = self.txn.client.getrange(self.key, 0, n * self.width - 1) if n else b""
-            raw = raw + bytes(n * self.width - len(raw))
+            raw = self.txn.client.getrange(self.key, start * w, stop * w - 1) if count else b""
+            raw = raw + bytes(count * w - len(raw))
             out = np.frombuffer(raw, dtype=self.dtype).copy()
             return out + self._shift if self._shift else out
-        return self.get(np.arange(n, dtype=np.int64)).copy()
+        return self.get(np.arange(start, stop, dtype=np.int64)).copy()
 
     def pending(self) -> tuple[IntArray, npt.NDArray[Any]]:
         """The slots this operation has written (outside segments and bases), and their values."""
