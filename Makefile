@@ -125,9 +125,12 @@ $(VENV)/.grpo-side: $(VENV)/.sim services/grpo/pyproject.toml
 grpo: grpo-side
 	$(BIN)/cdas grpo --out grpo-out $(ARGS)
 
-## grpo-results: regenerate docs/grpo.md and its plots (docs/grpo/) from the committed command
+## grpo-results: regenerate docs/grpo.md and its plots (docs/grpo/) from the committed command:
+## the four strategies and the four named CDAS variants (cdas/sim/arms.py), 2 seeds each (about
+## 14 min on 2 CPU cores)
+GRPO_ARMS := cdas,random,prioritized,dynamic,cdas-retire,cdas-fast,cdas-retire-fast,cdas-mix
 grpo-results: grpo-side
-	$(BIN)/cdas grpo --out docs/grpo --page docs/grpo.md
+	$(BIN)/cdas grpo --strategies $(GRPO_ARMS) --out docs/grpo --page docs/grpo.md
 
 ## calibrate: refit the twin's free parameters to the paper's Random run (prints them)
 calibrate: sim-side

@@ -43,7 +43,7 @@ from tests.test_service_errors import assert_grpc_error, assert_rest_error, grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 ALPHA = 1e-4
-VARIANT_PARAMS = ("retire_after", "retest_share", "min_weight")
+VARIANT_PARAMS = ("retire_after", "retest_share", "min_weight", "mix_share")
 
 
 def arrays(coord: cdas.Coordinator, run_id: str) -> dict[str, np.ndarray]:
@@ -133,6 +133,9 @@ BAD = [
     ("min_weight", -0.5, "-0.5"),
     ("min_weight", 2, "2"),
     ("min_weight", None, "None"),
+    ("mix_share", -0.1, "-0.1"),
+    ("mix_share", 1.01, "1.01"),
+    ("mix_share", "all", "'all'"),
 ]
 
 
@@ -208,7 +211,12 @@ def test_defaults_are_the_paper_bit_for_bit(make_store: StoreFactory, warmup: bo
     n, coord = 120, cdas.Coordinator(make_store())
     variants = {
         "plain": {},
-        "explicit": {"retire_after": 0, "retest_share": 0.05, "min_weight": 0.0},
+        "explicit": {
+            "retire_after": 0,
+            "retest_share": 0.05,
+            "min_weight": 0.0,
+            "mix_share": 0.0,
+        },
         "unused-share": {"retire_after": 0, "retest_share": 0.9},
         "tiny-floor": {"min_weight": 1e-9},
     }
@@ -470,6 +478,7 @@ def _program(coord: cdas.Coordinator, run_id: str, steps: range, n: int) -> list
 
 VARIANTS = [
     {"retire_after": 2, "retest_share": 0.2, "min_weight": 0.1},
+    {"mix_share": 0.3, "retire_after": 2},
     {"retire_after": 1, "retest_share": 0.5, "warmup": False},
     {"min_weight": 0.5},
 ]
@@ -781,3 +790,72 @@ def test_older_state_answers_read_as_nothing_retired() -> None:
     body = state.get_state("r").to_dict()
     del body["retired"]
     assert cdas.RunState.from_dict(body).retired == 0
+
+
+# ---------------------------------------------------------------- mixing (mix_share)
+
+
+def test_mixed_draws_are_uniform_over_every_prompt_and_the_rest_is_cdas() -> None:
+    """mix_share 0.25 of batches of 20 over 60 prompts, warm-up off: 5 prompts of each batch
+    uniform over all 60 (chi-square over 2000 batches, alone and in pairs); the other 15 are
+    exactly the alignment selection with those 5 excluded (an independent full sort)."""
+    n, size = 60, 20
+    coord = cdas.Coordinator(cdas.MemoryStore())
+    coord.put_run("mix", params={"warmup": False, "mix_share": 0.25}, prompts=n, seed=3)
+    rng = np.random.default_rng(5)
+    coord.report_results(  # spread the difficulties, then keep the state fixed
+        "mix", 0, [
+            {"prompt_id": str(i), "correct": int(k), "total": 8}
+            for i, k in enumerate(rng.integers(0, 9, n))
+        ],
+    )  # fmt: skip
+    state = arrays(coord, "mix")
+    competence = coord.get_run("mix").competence
+    singles, pairs = Counter[int](), Counter[tuple[int, int]]()
+    for step in range(1, 2001):
+        batch = ints(coord.next_batch("mix", step, size).prompt_ids)
+        assert len(set(batch)) == size
+        mixed, aligned = batch[:5], batch[5:]
+        allowed = np.ones(n, bool)
+        allowed[mixed] = False
+        expected = naive_nearest(state["core_d"], state["core_t"], 3, allowed, competence, size - 5)
+        assert aligned == expected, step
+        singles.update(mixed)
+        pairs.update(itertools.combinations(sorted(mixed), 2))
+    assert stats.chisquare([singles[i] for i in range(n)]).pvalue > ALPHA
+    all_pairs = list(itertools.combinations(range(n), 2))
+    assert stats.chisquare([pairs[p] for p in all_pairs]).pvalue > ALPHA
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 1.0])
+def test_mixing_waits_for_the_warm_up_and_never_repeats_a_prompt_in_a_step(share: float) -> None:
+    n, size = 50, 16
+    coord = cdas.Coordinator(cdas.MemoryStore())
+    coord.put_run("mix", params={"mix_share": share}, prompts=n, seed=8)
+    coord.put_run("plain", prompts=n, seed=8)
+    for step in range(1, 4):  # the warm-up epoch (50 / 16: steps 1-3 are all warm-up draws)
+        a, b = coord.next_batch("mix", step, size), coord.next_batch("plain", step, size)
+        assert a.prompt_ids == b.prompt_ids
+        results = [{"prompt_id": x, "correct": 3, "total": 8} for x in a.prompt_ids]
+        coord.report_results("mix", step, results)
+        coord.report_results("plain", step, results)
+    for step in range(4, 10):
+        seen: set[str] = set()
+        for r in range(3):  # rounds of one step draw disjoint prompts
+            batch = coord.next_batch("mix", step, size, r).prompt_ids
+            assert len(batch) == size
+            assert not seen & set(batch)
+            seen |= set(batch)
+        results = [{"prompt_id": x, "correct": 3, "total": 8} for x in seen]
+        coord.report_results("mix", step, results)
+
+
+def test_uniform_excluding_draws_distinct_allowed_prompts() -> None:
+    from cdas.core.strategies.cdas import _uniform_excluding
+
+    rng = np.random.default_rng(0)
+    for n, k, banned in ((10, 3, [1, 2]), (10, 20, [0, 5, 9]), (10, 4, list(range(8))), (5, 2, [])):
+        out = _uniform_excluding(n, k, np.asarray(banned, dtype=np.int64), rng)
+        assert len(set(out.tolist())) == out.size == min(k, n - len(banned))
+        assert not set(out.tolist()) & set(banned)
+        assert all(0 <= x < n for x in out.tolist())

@@ -20,6 +20,7 @@ def test_put_run_creates_then_answers_the_same_run(coord: cdas.Coordinator) -> N
         "retire_after": 0,  # the CDAS variants, off: the paper
         "retest_share": 0.05,
         "min_weight": 0.0,
+        "mix_share": 0.0,
         "threshold": 0.5,
     }
     again = coord.put_run(

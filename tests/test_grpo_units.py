@@ -146,3 +146,22 @@ def test_settings_refuse_bad_values_by_name() -> None:
     assert Settings().warm_start_key() == PRESETS["cpu"].warm_start_key()
     assert Settings(lr=0.5).warm_start_key() == Settings().warm_start_key()  # GRPO only
     assert Settings(warm_steps=7).warm_start_key() != Settings().warm_start_key()
+
+
+def test_a_variant_arm_runs_cdas_with_its_parameters_and_keeps_its_label() -> None:
+    from cdas_grpo.run import start_run, strategy_params
+
+    import cdas
+
+    settings = PRESETS["tiny"]
+    assert strategy_params("cdas-fast", settings) == {"min_weight": 0.25}
+    assert strategy_params("random", settings) == {}
+    assert "schedule" in strategy_params("curriculum", settings)
+    coordinator = cdas.Coordinator(cdas.MemoryStore())
+    train = [task.draw(random.Random(k), settings.rung_list[0]) for k in range(12)]
+    name = start_run(coordinator, settings, "cdas-retire", 0, "t", train)
+    assert name == "t-cdas-retire-s0"
+    info = coordinator.get_run(name)
+    assert (info.strategy, info.params["retire_after"]) == ("cdas", 3)
+    with pytest.raises(ValueError, match="does not exist"):
+        strategy_params("cdas-slow", settings)

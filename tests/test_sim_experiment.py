@@ -347,3 +347,36 @@ def test_csv_round_trip_keeps_missing_bands_as_nan(tmp_path: Path) -> None:
         assert replace(a, band_low=0.0, band_mid=0.0, band_high=0.0) == replace(
             b, band_low=0.0, band_mid=0.0, band_high=0.0
         )
+
+
+# ---------------------------------------------------------------- arms: strategies and variants
+
+
+def test_a_variant_label_runs_cdas_with_its_parameters() -> None:
+    from cdas.sim import arms
+
+    coordinator = cdas.Coordinator(cdas.MemoryStore())
+    exp = experiment.Experiment(
+        strategies=("cdas-retire-fast",), seeds=1, steps=3, params=SMALL, band_sample=0
+    )
+    records = experiment.run(coordinator, exp)
+    assert {r.strategy for r in records} == {"cdas-retire-fast"}
+    info = coordinator.get_run(exp.run_id("cdas-retire-fast", 0))
+    assert info.strategy == "cdas"
+    for name, value in arms.VARIANTS["cdas-retire-fast"][1].items():
+        assert info.params[name] == value
+    plain = coordinator.put_run("plain", strategy="cdas", prompts=10)
+    assert plain.params["retire_after"] == 0
+    assert plain.params["min_weight"] == 0.0
+
+
+def test_arms_resolve_strategies_and_variants_and_name_an_unknown_one() -> None:
+    from cdas.sim import arms
+
+    assert arms.resolve("random") == ("random", {})
+    assert arms.resolve("cdas-fast") == ("cdas", {"min_weight": 0.25})
+    with pytest.raises(ValueError, match=r"'cdas-slow' does not exist; known: .*cdas-retire"):
+        arms.resolve("cdas-slow")
+    for label in arms.VARIANTS:  # every variant's parameters are ones the library accepts
+        strategy, params = arms.resolve(label)
+        cdas.Coordinator(cdas.MemoryStore()).put_run("v", strategy=strategy, params=params)

@@ -92,7 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from cdas.sim import experiment, page, summary
+    from cdas.sim import arms, experiment, page, summary
     from cdas.sim.progress import Progress
     from cdas.sim.twin import TwinParams
 
@@ -115,10 +115,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             f"cdas simulate: --batch {params.batch} is larger than --prompts {params.prompts}"
         )
     for name in strategies:
-        if name not in cdas.STRATEGIES:
-            raise SystemExit(
-                f"cdas simulate: strategy {name!r} does not exist; known: {sorted(cdas.STRATEGIES)}"
-            )
+        try:
+            arms.resolve(name)
+        except ValueError as exc:
+            raise SystemExit(f"cdas simulate: {exc}") from None
     exp = experiment.Experiment(
         strategies=strategies,
         seeds=args.seeds,

@@ -85,6 +85,7 @@ def one_run(
             report = _progress.put
         return train_run(
             client, name, plan.settings, warm, sets, seed, torch.device(plan.device), report,
+            label=strategy,
         )  # fmt: skip
     finally:
         close = getattr(client, "close", None)

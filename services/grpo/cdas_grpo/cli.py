@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import cdas
+from cdas.sim import arms
 
 DEFAULT_STRATEGIES = "cdas,random,prioritized,dynamic"
 
@@ -24,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a small policy with real GRPO on a synthetic arithmetic task, once "
         "per strategy and seed, from one warm start, and compare the sampling strategies.",
     )
-    parser.add_argument("--strategies", default=DEFAULT_STRATEGIES, help="comma-separated")
+    parser.add_argument(
+        "--strategies",
+        default=DEFAULT_STRATEGIES,
+        help="comma-separated strategies or named CDAS variants (cdas.sim.arms): "
+        + ", ".join(arms.VARIANTS),
+    )
     parser.add_argument("--seeds", type=int, default=2, help="seeds 0..K-1 per strategy")
     parser.add_argument("--steps", type=int, help="GRPO steps per run (default: the preset's)")
     parser.add_argument(
@@ -71,8 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not strategies:
         raise fail(f"--strategies {args.strategies!r}: name at least one")
     for name in strategies:
-        if name not in cdas.STRATEGIES:
-            raise fail(f"strategy {name!r} does not exist; known: {sorted(cdas.STRATEGIES)}")
+        try:
+            arms.resolve(name)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
     for flag, value in (("--seeds", args.seeds), ("--steps", args.steps)):
         if value is not None and value < 1:
             raise fail(f"{flag} {value}: give at least 1")

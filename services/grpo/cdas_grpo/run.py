@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from cdas.core.errors import RunNotFoundError
+from cdas.sim import arms
 from cdas.sim.experiment import ROUNDS, ExperimentClient
 from cdas.sim.trainer import difficulty_band, play_step
 from cdas_grpo.model import Policy
@@ -44,12 +45,13 @@ def run_id(prefix: str, strategy: str, seed: int) -> str:
 
 
 def strategy_params(strategy: str, settings: Settings) -> dict[str, Any]:
-    """The coordinator params a strategy runs with here: every strategy its defaults, but the
-    curriculum, whose default schedule is the paper's (all levels up to step 55 of 110, then
-    levels >= 4 of 5): here the same shape, scaled to the run (all rungs for the first half,
-    then the harder 40% of the rungs)."""
+    """The coordinator params an arm (a strategy or a named variant, ``cdas.sim.arms``) runs with
+    here: every strategy its defaults, a variant its own, but the curriculum, whose default
+    schedule is the paper's (all levels up to step 55 of 110, then levels >= 4 of 5): here the same
+    shape, scaled to the run (all rungs for the first half, then the harder 40% of the rungs)."""
+    strategy, params = arms.resolve(strategy)
     if strategy != "curriculum":
-        return {}
+        return params
     levels = len(settings.rung_list)
     hard = max(1, levels - (2 * levels) // 5 + 1) if levels > 1 else 1
     return {"schedule": [{"until_step": max(1, settings.steps // 2)}, {"min_label": hard}]}
@@ -67,7 +69,7 @@ def start_run(
     labels = [float(rungs.index(p.rung) + 1) for p in train] if strategy == "curriculum" else None
     client.put_run(
         name,
-        strategy=strategy,
+        strategy=arms.resolve(strategy)[0],
         params=strategy_params(strategy, settings),
         seed=seed,
         prompts=len(train),
@@ -112,9 +114,10 @@ def train_run(
     seed: int,
     device: torch.device,
     on_step: Callable[[GrpoStep], None] | None = None,
+    label: str | None = None,
 ) -> RunResult:
-    """Steps 1..``settings.steps`` of the run ``name``: one record per step, and where the
-    training went by rung."""
+    """Steps 1..``settings.steps`` of the run ``name``: one record per step (named ``label``, the
+    experiment's arm; default the run's strategy), and where the training went by rung."""
     train, heldout, probe = sets.train, sets.heldout, sets.probe
     info = client.get_run(name)
     rounds = info.strategy in ROUNDS
@@ -165,7 +168,7 @@ def train_run(
         all_k = np.concatenate([r.correct for r in played])
         trained_k = np.concatenate([r.correct[r.kept] for r in played])
         record = GrpoStep(
-            strategy=info.strategy,
+            strategy=label or info.strategy,
             seed=seed,
             step=step,
             competence=played[0].batch.competence,
@@ -190,7 +193,7 @@ def train_run(
     end = by_rung(policy, heldout, settings)
     total = max(1, sum(served.values()))
     rungs = [
-        RungRow(info.strategy, seed, name, served[name] / total, start[name], end[name])
+        RungRow(label or info.strategy, seed, name, served[name] / total, start[name], end[name])
         for name in start
     ]
     return RunResult(records, rungs)

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import cdas
+from cdas.sim import arms
 from cdas.sim.trainer import StepRecord, train
 from cdas.sim.twin import TwinParams
 
@@ -167,7 +168,10 @@ def strategy_runs(
         twin = start_run(coordinator, experiment, strategy, seed)
         accuracy0 = twin.accuracy()
         run_id = experiment.run_id(strategy, seed)
-        records = train(coordinator, run_id, twin, steps, rounds=strategy in ROUNDS, band_sample=0)
+        rounds = arms.resolve(strategy)[0] in ROUNDS
+        records = train(
+            coordinator, run_id, twin, steps, rounds=rounds, band_sample=0, label=strategy
+        )
         out.append((accuracy0, records))
     return out
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from cdas.core.errors import RunNotFoundError
 from cdas.core.views import RunInfo
-from cdas.sim import summary
+from cdas.sim import arms, summary
 from cdas.sim.trainer import SamplingClient, StepRecord, train
 from cdas.sim.twin import Twin, TwinParams
 
@@ -64,16 +64,18 @@ class Experiment:
 
 
 def start_run(client: ExperimentClient, experiment: Experiment, strategy: str, seed: int) -> Twin:
-    """Create the (strategy, seed) run afresh and the twin that goes with it."""
+    """Create the (arm, seed) run afresh and the twin that goes with it. ``strategy`` is an arm's
+    label (``cdas.sim.arms``): a strategy, or a named CDAS variant with its parameters."""
     twin = Twin(experiment.params, seed)
     run_id = experiment.run_id(strategy, seed)
     with contextlib.suppress(RunNotFoundError):
         client.delete_run(run_id)
-    labels = [float(v) for v in twin.labels] if strategy == "curriculum" else None
+    name, params = arms.resolve(strategy)
+    labels = [float(v) for v in twin.labels] if name == "curriculum" else None
     client.put_run(
         run_id,
-        strategy=strategy,
-        params=dict(experiment.strategy_params.get(strategy, {})),
+        strategy=name,
+        params={**params, **experiment.strategy_params.get(strategy, {})},
         seed=seed,
         prompts=(
             list(experiment.prompt_ids)
@@ -97,9 +99,10 @@ def _train(
         experiment.run_id(strategy, twin.seed),
         twin,
         experiment.steps,
-        rounds=strategy in ROUNDS,
+        rounds=arms.resolve(strategy)[0] in ROUNDS,
         band_sample=experiment.band_sample,
         on_step=on_step,
+        label=strategy,
     )
 
 

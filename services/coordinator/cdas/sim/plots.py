@@ -28,6 +28,10 @@ COLORS = {
     "dynamic": "#2ca02c",
     "mopps": "#ff7f0e",
     "learnability": "#8c564b",
+    "cdas-retire": "#e377c2",
+    "cdas-fast": "#ff9896",
+    "cdas-retire-fast": "#8b0000",
+    "cdas-mix": "#bcbd22",
 }
 FILES = ("zero_gradient.png", "accuracy.png", "gpu_hours.png", "competence.png")
 

@@ -170,8 +170,10 @@ def train(
     rounds: bool = False,
     band_sample: int = 32,
     on_step: Callable[[StepRecord], None] | None = None,
+    label: str | None = None,
 ) -> list[StepRecord]:
-    """Drive ``run_id`` for steps 1..``steps``; returns one record per step. O(steps x B)."""
+    """Drive ``run_id`` for steps 1..``steps``; returns one record per step, named ``label`` (an
+    experiment's arm, ``cdas.sim.arms``; default the run's strategy). O(steps x B)."""
     info = client.get_run(run_id)
     p = twin.params
     max_rounds = int(info.params.get("max_rounds", 10)) if rounds else 1
@@ -207,7 +209,7 @@ def train(
         signal = twin.learn(trained_idx, trained_k)
         units = twin.cost_units(all_k) + p.train_cost * twin.cost_units(trained_k)
         record = StepRecord(
-            strategy=info.strategy,
+            strategy=label or info.strategy,
             seed=twin.seed,
             step=step,
             competence=first.competence,

@@ -50,6 +50,14 @@ exponential moving average once t > 1/w0. Why: a running mean over t updates mov
 of a change in the policy, so a prompt the policy has learned keeps its old, hard D for
 a long time and sits away from where CDAS looks; with w0 the difficulty forgets at rate w0 and
 follows the policy. C = -mean D stays exact (the engine's fixed-point sum takes any new D).
+
+Mixing (``mix_share`` mu, default 0 = off). Why: on a small policy (``cdas grpo``, docs/grpo.md)
+CDAS stops drawing the prompts far below the competence, which the policy had mastered, and the
+policy forgets them; Random keeps drawing every kind. Each batch that holds no warm-up draw takes
+``m = min(round(mu * B), free)`` of its prompts uniformly at random without replacement from every
+prompt not yet issued in the step (``free`` of them), from the request's random stream; retests and
+the alignment selection fill the rest. No state: rejection sampling of uniform indexes, expected
+O(m + the step's earlier prompts) while at most half the prompts are excluded, else O(N).
 """
 
 from __future__ import annotations
@@ -78,6 +86,32 @@ if TYPE_CHECKING:
 
 MAX_RETIRE_AFTER = 1_000_000
 """The largest ``retire_after`` (a bound for the schema; any practical run stays far below)."""
+
+
+def _uniform_excluding(n: int, k: int, exclude: IntArray, rng: np.random.Generator) -> IntArray:
+    """Up to ``k`` distinct prompts drawn uniformly without replacement from 0..n-1 minus
+    ``exclude`` (fewer when fewer are left), in draw order. Rejection sampling (first-seen uniform
+    indexes that are allowed: a uniform ordered sample) while at most half are excluded, expected
+    O(k + |exclude|); else a draw from the explicit complement, O(n)."""
+    banned = unique_sorted(exclude)
+    free = n - banned.size
+    k = min(k, free)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if 2 * banned.size > n:
+        allowed = np.setdiff1d(np.arange(n, dtype=np.int64), banned, assume_unique=True)
+        out: IntArray = rng.choice(allowed, size=k, replace=False)
+        return out.astype(np.int64)
+    chosen: list[int] = []
+    seen = set(banned.tolist())
+    while len(chosen) < k:
+        for x in rng.integers(0, n, size=2 * (k - len(chosen))).tolist():
+            if x not in seen:
+                seen.add(x)
+                chosen.append(x)
+                if len(chosen) == k:
+                    break
+    return np.asarray(chosen, dtype=np.int64)
 
 
 @register
@@ -112,6 +146,13 @@ class Cdas(Strategy):
             "floor of a difficulty update's weight, D <- D + max(1/t, min_weight) (d - D); "
             "0: the paper's running mean",
         ),
+        Param(
+            "mix_share",
+            0.0,
+            number(0.0, 1.0),
+            "round(mix_share * size) prompts of each batch after the warm-up drawn uniformly from "
+            "every prompt (replay, against forgetting); 0: none (the paper)",
+        ),
     )
 
     def __init__(self, params: dict[str, Any], seed: int, space: RunSpace) -> None:
@@ -121,6 +162,7 @@ class Cdas(Strategy):
         self.min_weight = float(params["min_weight"])
         self.retire_after = int(params["retire_after"])
         self.retest_share = float(params["retest_share"])
+        self.mix_share = float(params["mix_share"])
         self.streak: FloatArrayLike | None = None
         self.retired: PoolLike | None = None
         if self.retire_after > 0:
@@ -153,6 +195,16 @@ class Cdas(Strategy):
         if rest == 0:
             return warm
         exclude = request.exclude if warm.size == 0 else np.concatenate([request.exclude, warm])
+        if self.mix_share > 0 and warm.size == 0:
+            mixed = _uniform_excluding(
+                view.n, min(round(self.mix_share * request.size), rest), exclude, request.rng
+            )
+            if mixed.size:
+                rest -= mixed.size
+                warm = mixed
+                exclude = np.concatenate([exclude, mixed])
+                if rest == 0:
+                    return warm
         if self.retired is not None:
             retests = self._retests(view, request, rest, exclude, warm.size == 0)
             rest -= retests.size
