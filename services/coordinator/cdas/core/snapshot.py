@@ -33,6 +33,48 @@ def encode(meta: dict[str, Any], arrays: Arrays) -> bytes:
     return out.getvalue()
 
 
+def check_members(data: bytes) -> None:
+    """Refuse, before anything is decompressed or allocated, an archive that would make the
+    reader use more memory than the bytes sent: a compressed member (a cdas snapshot stores its
+    arrays uncompressed, so a deflated member is a zip bomb or not ours), a member larger than the
+    whole body, or an array whose header declares more elements than its member holds (numpy
+    allocates the declared size before reading). O(members); reads only the arrays' headers."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            where = f"snapshot member {info.filename!r}"
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise InvalidArgumentError(
+                    f"{where} is compressed; a cdas snapshot stores its arrays uncompressed",
+                    field="snapshot",
+                    value=info.filename,
+                )
+            if info.file_size > len(data):
+                raise InvalidArgumentError(
+                    f"{where} declares {info.file_size} bytes in a body of {len(data)}",
+                    field="snapshot",
+                    value=info.filename,
+                )
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise InvalidArgumentError(
+                        f"{where} is an array of format {version}, not one numpy.savez writes",
+                        field="snapshot",
+                        value=info.filename,
+                    )
+            need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if need > info.file_size:
+                raise InvalidArgumentError(
+                    f"{where} declares an array of {need} bytes but holds {info.file_size}",
+                    field="snapshot",
+                    value=info.filename,
+                )
+
+
 def decode(data: bytes) -> tuple[dict[str, Any], Arrays]:
     """Parse a snapshot; raises ``InvalidArgumentError`` for anything that is not one."""
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -46,6 +88,7 @@ def decode(data: bytes) -> tuple[dict[str, Any], Arrays]:
             value=len(data),
         )
     try:
+        check_members(bytes(data))
         with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
