@@ -66,10 +66,11 @@ def start_run(
     with contextlib.suppress(RunNotFoundError):
         client.delete_run(name)
     rungs = settings.rung_list
-    labels = [float(rungs.index(p.rung) + 1) for p in train] if strategy == "curriculum" else None
+    kind = arms.resolve(strategy)[0]
+    labels = [float(rungs.index(p.rung) + 1) for p in train] if kind == "curriculum" else None
     client.put_run(
         name,
-        strategy=arms.resolve(strategy)[0],
+        strategy=kind,
         params=strategy_params(strategy, settings),
         seed=seed,
         prompts=len(train),

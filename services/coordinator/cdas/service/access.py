@@ -55,6 +55,11 @@ METRICS = "metrics"
 """The pseudo-operation of ``GET /metrics``: needs read on every run."""
 
 
+def need_of(operation: str) -> Need | None:
+    """What ``operation`` needs on its run (None: admin only)."""
+    return "read" if operation == METRICS else NEEDS.get(operation)
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
     kind: Literal["read", "write", "admin"]
@@ -100,7 +105,7 @@ class Grant:
     scopes: tuple[Scope, ...]
 
     def allows(self, operation: str, run_id: str | None = None) -> bool:
-        need = "read" if operation == METRICS else NEEDS.get(operation)
+        need = need_of(operation)
         if operation == "list_runs":
             return True  # the answer is filtered by ``sees``
         return any(s.covers(need, run_id) for s in self.scopes)
@@ -114,7 +119,7 @@ class Grant:
         lacks, unless this grant allows it."""
         if self.allows(operation, run_id):
             return
-        need = "read" if operation == METRICS else NEEDS.get(operation)
+        need = need_of(operation)
         if need == "write":
             needs = "write:<a prefix of the run id> or admin"
         elif need == "read" and run_id is None:

@@ -55,8 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import cdas
-from cdas.sim import arms
-from cdas.sim.trainer import StepRecord, train
+from cdas.sim.trainer import StepRecord
 from cdas.sim.twin import TwinParams
 
 STEPS = 110
@@ -157,7 +156,7 @@ def strategy_runs(
     """``strategy`` on the twin with ``params``, once per seed, through the library, set up as
     ``cdas simulate`` sets it up (labels for curriculum, rounds for dynamic): (accuracy at step 0,
     records)."""
-    from cdas.sim.experiment import ROUNDS, Experiment, start_run
+    from cdas.sim.experiment import Experiment, start_run, train_arm
 
     experiment = Experiment(
         strategies=(strategy,), steps=steps, params=params, band_sample=0, prefix="cal"
@@ -167,12 +166,7 @@ def strategy_runs(
         coordinator = cdas.Coordinator(cdas.MemoryStore())
         twin = start_run(coordinator, experiment, strategy, seed)
         accuracy0 = twin.accuracy()
-        run_id = experiment.run_id(strategy, seed)
-        rounds = arms.resolve(strategy)[0] in ROUNDS
-        records = train(
-            coordinator, run_id, twin, steps, rounds=rounds, band_sample=0, label=strategy
-        )
-        out.append((accuracy0, records))
+        out.append((accuracy0, train_arm(coordinator, experiment, twin, strategy, None)))
     return out
 
 

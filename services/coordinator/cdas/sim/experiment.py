@@ -87,13 +87,15 @@ def start_run(client: ExperimentClient, experiment: Experiment, strategy: str, s
     return twin
 
 
-def _train(
+def train_arm(
     client: ExperimentClient,
     experiment: Experiment,
     twin: Twin,
     strategy: str,
     on_step: Callable[[StepRecord], None] | None,
 ) -> list[StepRecord]:
+    """Train the arm ``strategy``'s run started by ``start_run``: the arm's rounds (DAPO's for
+    dynamic sampling), the experiment's steps and band sample, records named by the arm."""
     return train(
         client,
         experiment.run_id(strategy, twin.seed),
@@ -116,7 +118,7 @@ def run(
     for strategy in experiment.strategies:
         for seed in range(experiment.seeds):
             twin = start_run(client, experiment, strategy, seed)
-            records += _train(client, experiment, twin, strategy, on_step)
+            records += train_arm(client, experiment, twin, strategy, on_step)
     return records
 
 
@@ -133,7 +135,7 @@ def run_parallel(
     twins = {pair: start_run(client, experiment, *pair) for pair in pairs}
 
     def one(pair: tuple[str, int]) -> list[StepRecord]:
-        return _train(client, experiment, twins[pair], pair[0], on_step)
+        return train_arm(client, experiment, twins[pair], pair[0], on_step)
 
     with ThreadPoolExecutor(max(1, len(pairs))) as pool:
         return [r for records in pool.map(one, pairs) for r in records]
