@@ -108,9 +108,13 @@ demo: sim-side
 simulate: sim-side
 	$(BIN)/cdas simulate --out sim-out
 
-## results: regenerate docs/results.md and its plots (docs/results/) from the committed command
+## results: regenerate docs/results.md and its plots (docs/results/) from the committed command:
+## every strategy and CDAS variant on the twin, and the twin validated on the committed real GRPO
+## run (docs/grpo, from `make grpo-results`)
+RESULTS_ARMS := cdas,random,prioritized,curriculum,dynamic,mopps,learnability,cdas-retire,cdas-fast,cdas-retire-fast,cdas-mix
 results: sim-side
-	$(BIN)/cdas simulate --steps 110 --seeds 3 --out docs/results --page docs/results.md
+	$(BIN)/cdas simulate --strategies $(RESULTS_ARMS) --steps 110 --seeds 3 --out docs/results \
+		--page docs/results.md --real-run docs/grpo
 
 ## grpo-side: the GRPO benchmark on top of the main job's install: the CPU build of torch and
 ## cdas-grpo (services/grpo), which adds `cdas grpo`
@@ -132,9 +136,9 @@ GRPO_ARMS := cdas,random,prioritized,dynamic,cdas-retire,cdas-fast,cdas-retire-f
 grpo-results: grpo-side
 	$(BIN)/cdas grpo --strategies $(GRPO_ARMS) --out docs/grpo --page docs/grpo.md
 
-## calibrate: refit the twin's free parameters to the paper's Random run (prints them)
+## calibrate: refit the twin's free parameters to the paper's Random and Prioritized runs (prints them)
 calibrate: sim-side
 	$(BIN)/cdas calibrate
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info services/coordinator/*.egg-info
+	rm -rf $(VENV) $(VERL_VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info services/coordinator/*.egg-info

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cdas.sim.demo import ARMS
+
 CDAS = str(Path(sys.executable).parent / "cdas")
 
 
@@ -21,10 +23,12 @@ def test_demo_prints_a_table_per_strategy(tmp_path: Path) -> None:
     rows = {
         cells[0]: cells[1:]
         for cells in (line.split() for line in done.stdout.splitlines())
-        if len(cells) > 5 and cells[0] in ("cdas", "random", "prioritized", "dynamic")
+        if len(cells) > 5 and cells[0] in ARMS
     }
-    # the default strategies, each trained over REST on math12k: zero-gradient share, accuracy
-    assert set(rows) == {"cdas", "random", "prioritized", "dynamic"}
+    # the default arms (the paper's strategies and the CDAS variants), each trained over REST on
+    # math12k: zero-gradient share, accuracy
+    assert set(rows) == set(ARMS)
+    assert {"cdas-retire", "cdas-fast", "cdas-retire-fast", "cdas-mix"} <= set(rows)
     for cells in rows.values():
         assert 0.0 < float(cells[0]) < 1.0  # zero-gradient share, mean
         assert 0.0 < float(cells[3]) < 100.0  # final accuracy, %

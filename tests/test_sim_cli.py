@@ -14,6 +14,7 @@ import pytest
 from matplotlib import image
 
 from cdas.sim import experiment, plots, summary
+from tests.realrun_fake import MADE_BY, write_run
 
 CDAS = str(Path(sys.executable).parent / "cdas")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -47,6 +48,7 @@ def simulated(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
     out = tmp_path_factory.mktemp("sim")
+    real = write_run(out / "grpo", MADE_BY)
     done = _run(
         "simulate",
         "--strategies",
@@ -63,6 +65,8 @@ def simulated(
         str(out),
         "--page",
         str(out / "results.md"),
+        "--real-run",
+        str(real),
         cwd=out,
     )
     return out, done
@@ -120,7 +124,19 @@ def test_simulate_writes_the_results_page(
     assert page.startswith("# Results")
     for strategy in SIM_STRATEGIES:
         assert f"| {strategy} |" in page
-    assert "| target | step | paper | twin (mean over seeds) | tolerance |" in page
+    # the calibration, its identifiability, the held-out figures, each with its tolerance
+    assert "| strategy | figure | step | paper | twin | tolerance | inside |" in page
+    assert "| random | accuracy | 55 | 43.20 |" in page
+    assert "| prioritized | zero-gradient | 110 | 0.53 |" in page
+    assert "| parameter | fitted | prior | sd, Random's targets |" in page
+    assert "| `hard` |" in page
+    assert "| strategy | figure | step | paper | twin's prediction | tolerance | inside |" in page
+    assert "| cdas | accuracy | 110 | 45.89 |" in page
+    # the validation on a real run (here one the twin made itself: every prediction inside)
+    assert "Fitted to `" in page
+    assert str(out / "grpo") in page
+    assert "| cdas | mean zero-gradient share | 12 |" in page
+    assert "3 of 3 inside their tolerance." in page
     words = " ".join(page.split())
     for setting in ("2 seeds per strategy", "15 steps", "N = 2,000", "B = 128", "G = 8"):
         assert setting in words
@@ -139,6 +155,27 @@ def test_simulate_rejects_an_unknown_strategy(tmp_path: Path) -> None:
     assert "'nosuchstrategy'" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "steps.csv").exists()
+
+
+@pytest.mark.parametrize("page", [True, False])
+def test_simulate_refuses_a_real_run_it_cannot_use(tmp_path: Path, page: bool) -> None:
+    """--real-run names a directory without a run (before anything is simulated), or comes
+    without --page, where it would go."""
+    real = tmp_path / "grpo" if page else write_run(tmp_path / "grpo", MADE_BY)
+    real.mkdir(exist_ok=True)
+    extra = ("--page", str(tmp_path / "r.md")) if page else ()
+    done = _run(
+        "simulate", "--strategies", "random", "--steps", "2", "--out", str(tmp_path / "out"),
+        "--real-run", str(real), *extra,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert (
+        ("no steps.csv" in done.stderr and str(real) in done.stderr)
+        if page
+        else ("give --page" in done.stderr)
+    )
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "steps.csv").exists()
 
 
 @pytest.mark.parametrize(

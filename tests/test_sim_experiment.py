@@ -27,7 +27,7 @@ EXPERIMENT = experiment.Experiment(
     strategies=STRATEGIES, seeds=2, steps=STEPS, params=SMALL, band_sample=4
 )
 # dynamic sampling short of informative groups: a round of 3 x B rarely holds B of them
-SCARCE = TwinParams().with_(prompts=2000, batch=256, unsolvable=0.5, solved=0.3)
+SCARCE = TwinParams().with_(prompts=2000, batch=256, unsolvable=0.5, solved=0.3, hard=1e6)
 
 
 def _key(r: StepRecord) -> tuple[str, int, int]:

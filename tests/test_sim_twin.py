@@ -11,7 +11,8 @@ from scipy.special import expit
 from cdas.sim.calibrate import FREE
 from cdas.sim.twin import LEVELS, Twin, TwinParams, describe_params
 
-SMALL = TwinParams().with_(prompts=3000, heldout=2000, batch=16)
+SMALL = TwinParams().with_(prompts=3000, heldout=2000, batch=16, hard=1e6)
+"""Small, with the hard tail out of reach (``hard`` 1e6): never solved, whatever is learned."""
 
 
 def _idx(*values: int) -> np.ndarray:
@@ -19,7 +20,8 @@ def _idx(*values: int) -> np.ndarray:
 
 
 def _finite_prompts(twin: Twin, n: int) -> np.ndarray:
-    return np.flatnonzero(np.isfinite(twin.b))[:n].astype(np.int64)
+    """``n`` ordinary prompts: neither in the hard tail nor solved from the start."""
+    return np.flatnonzero(np.isfinite(twin.b) & ~twin.tail)[:n].astype(np.int64)
 
 
 def test_signal_is_the_normalized_reward_variance() -> None:
@@ -81,7 +83,7 @@ def test_pass_probability_is_sigmoid_of_theta_plus_u_minus_b() -> None:
 
 def test_unsolvable_and_solved_prompts_stay_at_exactly_zero_and_one() -> None:
     twin = Twin(SMALL, seed=5)
-    never = np.flatnonzero(twin.b == np.inf).astype(np.int64)[:20]
+    never = np.flatnonzero(twin.tail).astype(np.int64)[:20]
     always = np.flatnonzero(twin.b == -np.inf).astype(np.int64)[:20]
     assert never.size == 20
     assert always.size == 20
@@ -149,48 +151,53 @@ def test_the_world_has_the_stated_mixture() -> None:
     twin = Twin(p, seed=0)
     assert twin.b.shape == (p.prompts,)
     assert twin.b_heldout.shape == (p.heldout,)
-    assert np.mean(twin.b == np.inf) == pytest.approx(p.unsolvable, abs=0.015)
+    assert np.mean(twin.tail) == pytest.approx(p.unsolvable, abs=0.015)
     assert np.mean(twin.b == -np.inf) == pytest.approx(p.solved, abs=0.015)
-    finite = twin.b[np.isfinite(twin.b)]
-    assert np.std(finite) == pytest.approx(p.spread, rel=0.05)
-    assert np.mean(finite) == pytest.approx(0.0, abs=0.1)
-    held = twin.b_heldout[np.isfinite(twin.b_heldout)]
+    assert not np.any(twin.tail & (twin.b == -np.inf))
+    ordinary = twin.b[np.isfinite(twin.b) & ~twin.tail]
+    assert np.std(ordinary) == pytest.approx(p.spread, rel=0.05)
+    assert np.mean(ordinary) == pytest.approx(0.0, abs=0.1)
+    # the hard tail: Normal(hard, spread)
+    assert np.mean(twin.b[twin.tail]) == pytest.approx(p.hard, abs=0.15)
+    assert np.std(twin.b[twin.tail]) == pytest.approx(p.spread, rel=0.07)
+    held = twin.b_heldout[np.isfinite(twin.b_heldout) & ~twin.tail_heldout]
     assert np.mean(held) == pytest.approx(p.heldout_shift, abs=0.15)
+    assert np.mean(twin.tail_heldout) == pytest.approx(p.unsolvable, abs=0.025)
     assert twin.theta == p.ability
     assert np.all(twin.u == 0.0)
 
 
 def test_labels_are_levels_one_to_five_and_track_difficulty() -> None:
-    twin = Twin(TwinParams(), seed=0)
+    twin = Twin(TwinParams().with_(hard=1e6), seed=0)
     assert twin.labels.dtype == np.int64
     assert set(np.unique(twin.labels).tolist()) == set(range(1, LEVELS + 1))
     # quintiles: each level holds a fifth of the prompts
     counts = np.bincount(twin.labels, minlength=LEVELS + 1)[1:]
     assert np.all(np.abs(counts - twin.params.prompts / LEVELS) <= 1)
-    finite = np.isfinite(twin.b)
+    finite = np.isfinite(twin.b) & ~twin.tail
     correlation = np.corrcoef(twin.labels[finite], twin.b[finite])[0, 1]
     assert correlation > 0.6
     # harder levels hold harder prompts, on average
     means = [float(np.mean(twin.b[finite & (twin.labels == lvl)])) for lvl in range(1, 5)]
     assert means == sorted(means)
     # unsolvable prompts sit mostly in the hardest levels, solved ones in the easiest
-    assert np.mean(twin.labels[twin.b == np.inf] >= 4) > 0.9
+    assert np.mean(twin.labels[twin.tail] >= 4) > 0.9
     assert np.mean(twin.labels[twin.b == -np.inf] <= 2) > 0.9
     # the label noise reaches them too: unsolvable prompts do not all share one level, and the
     # hardest level holds some hard but solvable prompts (as MATH's level 5)
-    assert len(np.unique(twin.labels[twin.b == np.inf])) >= 2
-    assert np.any(np.isfinite(twin.b[twin.labels == LEVELS]))
+    assert len(np.unique(twin.labels[twin.tail])) >= 2
+    assert np.any(finite[twin.labels == LEVELS])
 
 
 def test_labels_are_imperfect() -> None:
-    twin = Twin(TwinParams(), seed=0)
-    finite = np.isfinite(twin.b)
+    twin = Twin(TwinParams().with_(hard=1e6), seed=0)
+    finite = np.isfinite(twin.b) & ~twin.tail
     b, labels = twin.b[finite], twin.labels[finite]
     # some prompt is labelled easier than a prompt that is in fact easier
     order = np.argsort(b)
     assert np.any(np.diff(labels[order]) < 0)
     # without noise the finite prompts' labels are monotone in b
-    exact = Twin(TwinParams().with_(label_noise=0.0), seed=0)
+    exact = Twin(TwinParams().with_(hard=1e6, label_noise=0.0), seed=0)
     order = np.argsort(exact.b[finite])
     assert np.all(np.diff(exact.labels[finite][order]) >= 0)
 
@@ -207,9 +214,10 @@ def test_accuracy_is_the_mean_sigmoid_over_the_heldout_prompts() -> None:
     # u never reaches the held-out set: a huge prompt-specific skill leaves accuracy alone
     twin.u[:] = 100.0
     assert twin.accuracy() == pytest.approx(expected, rel=1e-12)
-    # the held-out unsolvable prompts cap the accuracy
-    twin.theta = 1e9
-    assert twin.accuracy() == pytest.approx(float(np.mean(twin.b_heldout != np.inf)))
+    # the held-out unsolvable prompts cap the accuracy (an ability far past every ordinary
+    # prompt, and still 1e6 short of the tail)
+    twin.theta = 1e5
+    assert twin.accuracy() == pytest.approx(float(np.mean(~twin.tail_heldout)))
 
 
 def test_cost_units_count_right_answers_once_and_wrong_ones_at_wrong_length() -> None:
@@ -247,3 +255,35 @@ def test_describe_params_explains_every_field() -> None:
     fitted = {name for name, _, doc in described if doc.startswith("fitted")}
     # the fit's free parameters, plus the GPU-hour scale it sets afterwards
     assert fitted == {*FREE, "gpu_hours_per_unit"}
+
+
+def test_a_finite_hard_tail_is_learned_only_where_it_is_trained_on() -> None:
+    """``hard`` finite: a tail prompt starts (almost) never solved; once the model's ability comes
+    near it, the groups it is trained in carry signal and its skill u grows until it is solved,
+    while the tail prompts never trained on stay where transfer alone puts them."""
+    params = SMALL.with_(hard=3.0, specific=0.5)
+    twin = Twin(params, seed=6)
+    tail = np.flatnonzero(twin.tail).astype(np.int64)
+    trained, untouched = tail[:10], tail[10:]
+    assert float(np.mean(twin.pass_probability(tail))) < 0.1
+    twin.theta = 2.5  # near the tail, as transfer brings it
+    for _ in range(40):
+        twin.learn(trained, twin.rollout(trained))
+    solved = twin.pass_probability(trained)
+    others = twin.pass_probability(untouched)
+    assert float(np.mean(solved)) > 0.9
+    assert float(np.mean(others)) < 0.75
+    assert np.all(twin.u[untouched] == 0.0)
+
+
+def test_the_tail_at_1e6_is_the_twin_as_it_was() -> None:
+    """``hard`` 1e6 draws the same world as before the tail became finite: the same ordinary
+    prompts, and a tail whose pass probability is exactly 0 (b was +inf)."""
+    endless, finite = Twin(SMALL, seed=7), Twin(SMALL.with_(hard=2.0), seed=7)
+    np.testing.assert_array_equal(endless.tail, finite.tail)
+    ordinary = ~endless.tail
+    np.testing.assert_array_equal(endless.b[ordinary], finite.b[ordinary])
+    np.testing.assert_allclose(
+        endless.b[endless.tail] - 1e6, finite.b[finite.tail] - 2.0, atol=1e-6
+    )
+    assert np.all(endless.pass_probability(np.flatnonzero(endless.tail)) == 0.0)

@@ -14,6 +14,7 @@ from typing import Any
 import cdas
 from cdas.coordinator import DEFAULT_PAGE
 from cdas.core.config import DEFAULT_MAX_PROMPTS
+from cdas.sim.arms import VARIANTS
 
 
 def _progress(message: str) -> None:
@@ -114,6 +115,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise SystemExit(
             f"cdas simulate: --batch {params.batch} is larger than --prompts {params.prompts}"
         )
+    if args.real_run and not (Path(args.real_run) / "steps.csv").is_file():
+        raise SystemExit(
+            f"cdas simulate: --real-run {args.real_run}: no steps.csv there (give the --out "
+            "directory of a `cdas grpo` run, such as docs/grpo)"
+        )
+    if args.real_run and not args.page:
+        raise SystemExit("cdas simulate: --real-run goes on the page: give --page too")
     for name in strategies:
         try:
             arms.resolve(name)
@@ -143,7 +151,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(summary.text_table(rows))
     print(f"wrote {out}/steps.csv, summary.csv, summary.md and {len(pictures)} plots")
     if args.page:
-        page.write(Path(args.page), out, records, exp, command=" ".join(sys.argv[1:]))
+        real = Path(args.real_run) if args.real_run else None
+        page.write(Path(args.page), out, records, exp, " ".join(sys.argv[1:]), real)
         print(f"wrote {args.page}")
     return 0
 
@@ -162,7 +171,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     progress.close()
     print("fitted parameters (copy into TwinParams's defaults):")
     for name in (*calibrate.FREE, "gpu_hours_per_unit"):
-        print(f"  {name} = {getattr(fitted, name):.4g}")
+        print(f"  {name} = {getattr(fitted, name):.6g}")
     print("\nstrategy     target          step   paper   twin")
     for target, value in zip(
         calibrate.CALIBRATION_TARGETS, calibrate.observed(fitted, seeds), strict=True
@@ -343,7 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="the quick start: serve, train simulated runs over REST, show the results"
     )
-    demo.add_argument("--strategies", default="cdas,random,prioritized,dynamic")
+    demo.add_argument(
+        "--strategies",
+        default=",".join(("cdas", "random", "prioritized", "dynamic", *VARIANTS)),
+        help="arms to train (default: the paper's strategies and the CDAS variants)",
+    )
     demo.add_argument("--steps", type=int, default=110)
     demo.add_argument("--data", help="math12k parquet (default: $CDAS_MATH12K or data/)")
     demo.add_argument("--host", default="127.0.0.1")
@@ -381,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--param", action="append", type=_twin_param, help="a twin parameter, name=value"
     )
     sim.add_argument("--page", help="also write the results page (docs/results.md)")
+    sim.add_argument(
+        "--real-run",
+        help="with --page: a `cdas grpo` output directory (docs/grpo) to fit the twin to and "
+        "predict (cdas/sim/realrun.py)",
+    )
     sim.set_defaults(func=cmd_simulate)
 
     cal = sub.add_parser(
@@ -388,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit the twin to the paper's Random and Prioritized runs (cdas/sim/calibrate.py)",
     )
     cal.add_argument("--seeds", type=int, default=2)
-    cal.add_argument("--iterations", type=int, default=200)
+    cal.add_argument("--iterations", type=int, default=300)
     cal.set_defaults(func=cmd_calibrate)
 
     bench = sub.add_parser("bench", help="benchmarks")

@@ -33,17 +33,34 @@ computed, and not to be changed after seeing how CDAS comes out (issue 16):
 
 Run it with ``cdas calibrate``.
 
-Status (2026-12-04): the first fit under this protocol (``cdas calibrate``, seeds 0 and 1, 200
-iterations, from the earlier Random-only defaults) ends at loss 942, far outside the tolerances:
-sharpen 0, specific 0.02, and misses of 0.10 (Random's zero-gradient share at 15 and at 110, flat
-at 0.64 where the paper rises from 0.54 to 0.75), 0.13 and 0.23 (Prioritized's at 30 and 110: the
-twin rises from 0.74 to 0.76 where the paper falls from 0.87 to 0.53). The twin cannot make
-Prioritized's zero-gradient share fall: its unsolvable prompts (b = +inf) are exactly the ones
-Prioritized weights most, and no training ever moves them. At the earlier defaults, Random's
-figures leave ``specific`` unpinned (standard deviation 0.98 of the prior's 1.0) and Prioritized's
-pin it (0.27): the reason for step 1 holds. Until the twin's structure is revisited, its defaults
-stay the earlier fit to Random's six figures, which ``tests/test_sim_calibration.py`` holds, with
-``sharpen`` 0 (the twin as it was).
+Amendment (2026-12-05), written before the fit below was run and before any prediction of the
+amended twin was computed: the twin's hard tail becomes finite. The share ``unsolvable`` now has
+b ~ Normal(``hard``, ``spread``) instead of b = +inf, and ``hard`` joins ``FREE`` with prior 6.0
+(three spreads: where the labels already placed those prompts), encoded as itself. ``hard`` = 1e6
+is the twin as it was, so the amended twin holds the old one. Why: the first fit showed that with
+b = +inf nothing can make Prioritized's zero-gradient share fall, whatever the other parameters;
+a finite tail lets a prompt the model nearly solves be learned once it is trained on often, which
+is the paper's own account of Prioritized's fall. The fit starts from ``START`` (the earlier
+Random-only fit, ``sharpen`` 0, ``hard`` at its prior), 300 iterations, seeds 0 and 1. Whatever
+its loss, its result becomes ``TwinParams``'s defaults, which ``cdas simulate`` and ``cdas demo``
+use; the results page shows every target's miss beside its tolerance and every held-out figure as
+inside or outside, and nothing is refitted after the held-out runs are seen.
+
+Status (2026-12-05). The first fit under this protocol (2026-12-04, b = +inf for the hard tail)
+ended at loss 942: sharpen 0, specific 0.02, and misses of 0.10 (Random's zero-gradient share at 15
+and 110, flat at 0.64 where the paper rises from 0.54 to 0.75), 0.13 and 0.23 (Prioritized's at 30
+and 110: the twin rose from 0.74 to 0.76 where the paper falls from 0.87 to 0.53). The amended fit
+(``cdas calibrate``, 300 iterations from ``START``, seeds 0 and 1) ends at loss 861.75; its
+parameters, copied into ``TwinParams``'s defaults to six digits, give ``FIT_LOSS`` (Prioritized's
+sampling is discrete, so a change in the sixth digit moves its trajectory). Two of the ten targets
+are inside their tolerance (Random's accuracy at 0 and zero-gradient share at 30); ``MISSED`` lists
+the rest. The fit keeps ``sharpen`` at 0 and puts the hard tail at 6.3 logits, barely moved from its
+prior. Seven probes by hand, of the calibration targets only and before any held-out run, say why: a
+tail close enough to be learned lowers Prioritized's late share, but lowers its early share as much
+(0.35 at step 30 with ``hard`` 3, against the paper's 0.87); none of them, and not the fit, makes
+Prioritized's share high early and low late. Random's accuracy lands 1.6 and 1.9 points short, the
+price of a compromise between the two strategies' figures. These are the defaults, as the amendment
+says, and the results page reports every miss.
 """
 
 from __future__ import annotations
@@ -94,6 +111,22 @@ PRIORITIZED_TARGETS: tuple[Target, ...] = (
 CALIBRATION_TARGETS: tuple[Target, ...] = RANDOM_TARGETS + PRIORITIZED_TARGETS
 """What the fit meets: Random's figures and Prioritized's, nothing of any other strategy."""
 
+FIT_LOSS = 888.13
+"""``loss`` at ``TwinParams``'s defaults, seeds 0 and 1 (the Status above)."""
+MISSED = frozenset(
+    {
+        ("random", "accuracy", 55),
+        ("random", "accuracy", 110),
+        ("random", "zero_gradient", 15),
+        ("random", "zero_gradient", 110),
+        ("prioritized", "accuracy", 55),
+        ("prioritized", "accuracy", 110),
+        ("prioritized", "zero_gradient", 30),
+        ("prioritized", "zero_gradient", 110),
+    }
+)
+"""The calibration targets the defaults leave outside their tolerance, seeds 0 and 1."""
+
 HELDOUT_TARGETS: tuple[Target, ...] = (
     Target("accuracy", 55, 0.4451, 0.01, "cdas"),
     Target("accuracy", 110, 0.4589, 0.01, "cdas"),
@@ -118,6 +151,7 @@ FREE = (
     "specific",
     "heldout_shift",
     "sharpen",
+    "hard",
 )
 """The fitted parameters; the rest of ``TwinParams`` are priors the fit leaves alone."""
 
@@ -130,7 +164,22 @@ PRIORS = {
     "specific": 0.5,
     "heldout_shift": 1.0,
     "sharpen": 0.0,
+    "hard": 6.0,
 }
+START = TwinParams(
+    unsolvable=0.2524,
+    solved=0.09002,
+    ability=-0.5522,
+    ceiling=1.69,
+    transfer=0.2164,
+    specific=0.3994,
+    heldout_shift=1.427,
+    sharpen=0.0,
+    hard=6.0,
+)
+"""Where ``fit`` starts (the amendment): the earlier fit to Random's figures alone, with
+``sharpen`` at 0 and ``hard`` at its prior. Spelled out, so the fit reruns the same whatever the
+defaults are now."""
 SHARPEN_UNITS = 10.0
 """``sharpen`` is encoded in tenths (0.1 -> 1): over Random's 110 steps the batch signal adds up
 to about 20, so 0.1 doubles the logit scale at most; a unit of encoding is then a like change."""
@@ -185,7 +234,9 @@ def observed(
     return [float(np.mean([observe(r, a0, t) for a0, r in runs[t.strategy]])) for t in targets]
 
 
-def _encode(params: TwinParams) -> np.ndarray:
+def encode(params: TwinParams) -> np.ndarray:
+    """The free parameters in the fit's units (logits of shares, logs of rates, tenths of
+    ``sharpen``, the value itself otherwise), in ``FREE``'s order."""
     v = []
     for name in FREE:
         x = float(getattr(params, name))
@@ -200,7 +251,8 @@ def _encode(params: TwinParams) -> np.ndarray:
     return np.array(v)
 
 
-def _decode(base: TwinParams, v: np.ndarray) -> TwinParams:
+def decode(base: TwinParams, v: np.ndarray) -> TwinParams:
+    """``base`` with the free parameters ``v`` (``encode``'s units) put back."""
     changes: dict[str, float] = {}
     for name, x in zip(FREE, v.tolist(), strict=True):
         if name in ("unsolvable", "solved"):
@@ -223,9 +275,13 @@ def loss(params: TwinParams, seeds: Sequence[int]) -> float:
         ((value - t.value) / 0.01) ** 2
         for value, t in zip(observed(params, seeds), CALIBRATION_TARGETS, strict=True)
     )
-    prior = _encode(TwinParams().with_(**PRIORS))
-    pull = PRIOR_WEIGHT * float(np.sum((_encode(params) - prior) ** 2))
-    return float(miss + pull)
+    return float(miss + pull(params, PRIORS))
+
+
+def pull(params: TwinParams, priors: dict[str, float]) -> float:
+    """The weak pull toward ``priors``: ``PRIOR_WEIGHT`` per squared unit of ``encode``."""
+    prior = encode(params.with_(**priors))
+    return PRIOR_WEIGHT * float(np.sum((encode(params) - prior) ** 2))
 
 
 def nelder_mead(
@@ -270,19 +326,19 @@ def nelder_mead(
 
 def fit(
     seeds: Sequence[int] = (0, 1),
-    iterations: int = 200,
+    iterations: int = 300,
     start: TwinParams | None = None,
     on_iteration: Callable[[int, float], None] | None = None,
 ) -> TwinParams:
     """The calibrated parameters: Nelder-Mead on ``loss``, then the GPU-hour scale."""
-    base = start or TwinParams()
+    base = start or START
     x, _ = nelder_mead(
-        lambda v: loss(_decode(base, v), seeds),
-        _encode(base),
+        lambda v: loss(decode(base, v), seeds),
+        encode(base),
         iterations=iterations,
         on_iteration=on_iteration,
     )
-    fitted = _decode(base, x).with_(gpu_hours_per_unit=1.0)
+    fitted = decode(base, x).with_(gpu_hours_per_unit=1.0)
     units = np.mean([sum(r.cost for r in recs) for _, recs in random_runs(fitted, seeds)])
     return fitted.with_(gpu_hours_per_unit=RANDOM_GPU_HOURS / float(units))
 
@@ -307,13 +363,13 @@ def identifiability(params: TwinParams, seeds: Sequence[int], step: float = 0.05
     parameter's variance (a loss rise of 1, one 0.01 miss, is one standard deviation). Computed
     with Random's rows of J only and with all of them, which is what says whether Random alone can
     tell the mechanisms apart. O(len(FREE) + 1) evaluations of the targets."""
-    x0 = _encode(params)
+    x0 = encode(params)
     base = np.array(observed(params, seeds))
     jac = np.zeros((base.size, x0.size))
     for j in range(x0.size):
         x = x0.copy()
         x[j] += step
-        jac[:, j] = (np.array(observed(_decode(params, x), seeds)) - base) / (step * 0.01)
+        jac[:, j] = (np.array(observed(decode(params, x), seeds)) - base) / (step * 0.01)
     random_rows = [k for k, t in enumerate(CALIBRATION_TARGETS) if t.strategy == "random"]
 
     def sd(rows: Sequence[int]) -> np.ndarray:

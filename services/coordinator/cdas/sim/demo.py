@@ -27,15 +27,18 @@ from cdas.client.rest import RestClient
 from cdas.client.retry import RetryPolicy
 from cdas.service.background import BackgroundService
 from cdas.service.settings import ServiceSettings
-from cdas.sim import dataset, experiment, summary
+from cdas.sim import arms, dataset, experiment, summary
 from cdas.sim.progress import Progress
 from cdas.sim.trainer import StepRecord
 from cdas.sim.twin import TwinParams
 
+ARMS = ("cdas", "random", "prioritized", "dynamic", *arms.VARIANTS)
+"""What the demo trains by default: the paper's strategies and the named CDAS variants."""
+
 
 @dataclass(frozen=True)
 class DemoOptions:
-    strategies: Sequence[str] = ("cdas", "random", "prioritized", "dynamic")
+    strategies: Sequence[str] = ARMS
     steps: int = 110
     data: str | None = None
     host: str = "127.0.0.1"

@@ -4,9 +4,11 @@ What prompt selection changes in an RL run is which groups carry a gradient, how
 learns from them, and what their rollouts cost. The twin models exactly that and nothing else.
 
 World (drawn once per seed):
-  - each training prompt x has a latent difficulty b(x) in logits. A share ``unsolvable`` has
-    b = +inf (no amount of training solves it: wrong ground truth, beyond the model), a share
-    ``solved`` has b = -inf (right from the first step), the rest b ~ Normal(0, ``spread``);
+  - each training prompt x has a latent difficulty b(x) in logits. A share ``unsolvable`` is the
+    hard tail, b ~ Normal(``hard``, ``spread``): never solved at the start, and solved later only
+    if the model's ability comes near it and the prompt is trained on (with ``hard`` large, no
+    amount of training solves them: wrong ground truth, beyond the model). A share ``solved`` has
+    b = -inf (right from the first step), the rest b ~ Normal(0, ``spread``);
   - ``heldout`` benchmark prompts, never trained on, from the same mixture shifted by
     ``heldout_shift`` (benchmarks such as AIME are harder than MATH's training set);
   - a label per prompt, MATH-level style 1..5: the quintile of b(x) + Normal(0, ``label_noise``),
@@ -58,9 +60,9 @@ pays for every rollout, training ``train_cost`` per unit for the trained groups 
 ``gpu_hours_per_unit`` scales units to GPU-hours so that Random's 110 steps cost the paper's
 ~304 GPU-hours (its Figure 2b).
 
-The defaults are fitted to the paper's Random run alone (``cdas.sim.calibrate``); every other
-strategy runs with them unchanged, as a prediction. Cost per step: O(B) for the batch, O(H) for
-the held-out accuracy.
+The defaults are fitted by the calibration protocol (``cdas.sim.calibrate``) to the paper's Random
+and Prioritized runs; every other strategy runs with them unchanged, as a prediction. Cost per step:
+O(B) for the batch, O(H) for the held-out accuracy.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 LEVELS = 5
 """Label levels (MATH's 1..5)."""
@@ -83,8 +86,8 @@ LEVELS = 5
 class TwinParams:
     """Every parameter of the twin, with its default and what it stands for.
 
-    The ones marked *fitted* come from ``cdas.sim.calibrate`` (the paper's Random run only); the
-    others are priors stated here and left alone by the fit.
+    The ones marked *fitted* come from ``cdas.sim.calibrate`` (the paper's Random and Prioritized
+    runs); the others are priors stated here and left alone by the fit.
     """
 
     prompts: int = 12000
@@ -97,19 +100,21 @@ class TwinParams:
     """B, prompts per training step"""
     spread: float = 2.0
     """prior: std of the latent difficulty of ordinary prompts, in logits"""
-    unsolvable: float = 0.2524
-    """fitted: share of prompts no training solves"""
-    solved: float = 0.09002
+    unsolvable: float = 0.39272
+    """fitted: share of prompts in the hard tail, never solved at the start"""
+    hard: float = 6.28498
+    """fitted: centre of the hard tail's difficulty, in logits (1e6: no training ever solves it)"""
+    solved: float = 0.107274
     """fitted: share of prompts solved from the start"""
-    ability: float = -0.5522
+    ability: float = -0.636389
     """fitted: the initial ability theta_0, in logits"""
-    ceiling: float = 1.69
+    ceiling: float = 1.83692
     """fitted: the ability that transfer approaches and never passes"""
-    transfer: float = 0.2164
+    transfer: float = 0.255226
     """fitted: share of the remaining headroom (ceiling - theta) gained per unit of batch signal"""
-    specific: float = 0.3994
+    specific: float = 0.376352
     """fitted: logits of prompt-specific skill gained per unit of a group's signal"""
-    heldout_shift: float = 1.427
+    heldout_shift: float = 1.05337
     """fitted: how much harder the held-out prompts are than the training ones, in logits"""
     sharpen: float = 0.0
     """fitted: growth of the policy's logit scale kappa per unit of batch signal (sharpening)"""
@@ -119,7 +124,7 @@ class TwinParams:
     """prior: tokens of a wrong answer over those of a right one (cost proxy)"""
     train_cost: float = 0.7
     """prior: GPU time of training on a rollout over that of generating it (cost proxy)"""
-    gpu_hours_per_unit: float = 0.00012515
+    gpu_hours_per_unit: float = 0.000116357
     """fitted: GPU-hours per cost unit (Random's 110 steps = 304 GPU-hours)"""
 
     def with_(self, **changes: Any) -> TwinParams:
@@ -162,14 +167,16 @@ def describe_params(cls: type[Any] = TwinParams) -> list[tuple[str, Any, str]]:
     return [(f.name, getattr(defaults, f.name), docs.get(f.name, "")) for f in fields(cls)]
 
 
-def _difficulties(
-    rng: np.random.Generator, n: int, spread: float, unsolvable: float, solved: float
-) -> FloatArray:
-    b = rng.normal(0.0, spread, n)
+def _difficulties(rng: np.random.Generator, n: int, p: TwinParams) -> tuple[FloatArray, BoolArray]:
+    """Latent difficulties of ``n`` prompts (the hard tail, the solved share and the rest) and
+    which of them are in the hard tail. The draws are the same whatever ``hard`` is, so two
+    worlds of one seed differ only where their parameters do."""
+    b = rng.normal(0.0, p.spread, n)
     kind = rng.random(n)
-    b[kind < unsolvable] = np.inf
-    b[kind >= 1.0 - solved] = -np.inf
-    return b
+    tail = kind < p.unsolvable
+    b[tail] += p.hard
+    b[kind >= 1.0 - p.solved] = -np.inf
+    return b, tail
 
 
 def _sigmoid(z: FloatArray) -> FloatArray:
@@ -187,6 +194,10 @@ class Twin:
     theta: float = field(init=False)
     kappa: float = field(init=False)
     b: FloatArray = field(init=False, repr=False)
+    tail: BoolArray = field(init=False, repr=False)
+    """which training prompts are in the hard tail"""
+    tail_heldout: BoolArray = field(init=False, repr=False)
+    """which held-out prompts are in the hard tail"""
     b_heldout: FloatArray = field(init=False, repr=False)
     u: FloatArray = field(init=False, repr=False)
     labels: IntArray = field(init=False, repr=False)
@@ -195,12 +206,12 @@ class Twin:
     def __post_init__(self) -> None:
         p = self.params
         world = np.random.default_rng([self.seed, 0x7717])
-        self.b = _difficulties(world, p.prompts, p.spread, p.unsolvable, p.solved)
-        self.b_heldout = (
-            _difficulties(world, p.heldout, p.spread, p.unsolvable, p.solved) + p.heldout_shift
-        )
-        # unsolvable and solved prompts are labelled as if 3 spreads out: hard or easy, but mixed
-        # with the ordinary prompts there by the noise, as MATH's level 5 holds both kinds
+        self.b, self.tail = _difficulties(world, p.prompts, p)
+        b_heldout, self.tail_heldout = _difficulties(world, p.heldout, p)
+        self.b_heldout = b_heldout + p.heldout_shift
+        # the hard tail and the solved prompts are labelled as if at most 3 spreads out: hard or
+        # easy, but mixed with the ordinary prompts there by the noise, as MATH's level 5 holds
+        # both kinds
         reach = 3.0 * p.spread
         noisy = np.clip(self.b, -reach, reach) + world.normal(0.0, p.label_noise, p.prompts)
         edges = np.quantile(noisy, np.linspace(0, 1, LEVELS + 1)[1:-1])
