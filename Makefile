@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+VERL_VENV ?= $(VENV)-verl
 
 .PHONY: install base sim-side system grpo-side grpo grpo-results test lint format typecheck pytest bench bench-service demo simulate results calibrate serve proto clean
 
@@ -9,7 +10,7 @@ BIN    := $(VENV)/bin
 ## packages). The main job's targets install only what they run: serve and bench
 ## need the coordinator alone (base); demo, simulate, results, calibrate and grpo add the plots and
 ## the Parquet reader (sim-side). Neither holds pytest, hypothesis, schemathesis, selenium, ...
-install: $(VENV)/.trainer-side system
+install: $(VENV)/.trainer-side $(VERL_VENV)/.installed system
 base: $(VENV)/.installed
 sim-side: $(VENV)/.sim
 
@@ -66,16 +67,33 @@ $(VENV)/.trainer-side: $(VENV)/.test-deps $(TRAINER_SIDE)
 	$(BIN)/python -m pip install --quiet -e services/trl -e services/grpo --no-deps
 	touch $@
 
+## The verl side, for tests/test_verl_*.py: verl 0.7.1 (the last release with the curriculum-sampler
+## hook cdas-verl plugs into) in a venv of its own, layered on the trainer side's (a .pth file adds
+## its site-packages after this one's): verl's Hydra config needs antlr4 4.9, math-verify 4.13.2.
+## Installed without verl's pins (numpy<2, ray, wandb, ...): only what its imported modules need
+## on a CPU; the tests stand in for ray.
+$(VERL_VENV)/.installed: $(VENV)/.trainer-side services/verl/pyproject.toml
+	$(PYTHON) -m venv $(VERL_VENV)
+	$(BIN)/python -c 'import sysconfig; print("import site; site.addsitedir(%r)" % sysconfig.get_paths()["purelib"])' \
+	  > "$$($(VERL_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/trainer_side.pth"
+	$(VERL_VENV)/bin/python -m pip install --quiet --no-deps verl==0.7.1 tensordict==0.10.0 \
+	  hydra-core==1.3.2 omegaconf==2.3.0 antlr4-python3-runtime==4.9.3 codetiming==1.4.0 \
+	  'pyvers<0.2.0,>=0.1.0' orjson cloudpickle importlib_metadata
+	$(VERL_VENV)/bin/python -m pip install --quiet --no-deps -e services/verl
+	touch $@
+
 ## test: install what the tests need, then lint, type-check and run the whole suite
 test: install lint typecheck pytest
 
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore-glob='tests/test_verl_*'
+	$(VERL_VENV)/bin/python -m pytest tests/test_verl_*.py
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/hadolint services/coordinator/Dockerfile services/trainer/Dockerfile services/rollout/Dockerfile
+	$(BIN)/hadolint services/coordinator/Dockerfile services/trainer/Dockerfile services/rollout/Dockerfile \
+	  services/verl/Dockerfile
 
 format: install
 	$(BIN)/ruff format .

@@ -38,6 +38,7 @@ DOCKERFILES = {
     "coordinator": ROOT / "services" / "coordinator" / "Dockerfile",
     "trainer": ROOT / "services" / "trainer" / "Dockerfile",
     "rollout": ROOT / "services" / "rollout" / "Dockerfile",
+    "verl": ROOT / "services" / "verl" / "Dockerfile",
 }
 
 

@@ -40,7 +40,7 @@ def compose_schema() -> dict[str, Any]:
     return schema
 
 
-@pytest.mark.parametrize("profile", ["gpu", "cpu"])
+@pytest.mark.parametrize("profile", ["gpu", "cpu", "verl"])
 def test_the_compose_file_is_valid_compose(profile: str) -> None:
     env = {**stack.read_env_file(), "COMPOSE_PROFILES": profile}
     compose = stack.load_compose(env)
@@ -74,7 +74,8 @@ def test_the_stack_holds_what_it_must() -> None:
     compose = stack.load_compose()
     services = compose["services"]
     assert set(services) == {
-        "redis", "coordinator", "trainer", "rollout", "sim-trainer", "prometheus", "grafana"
+        "redis", "coordinator", "trainer", "rollout", "verl-trainer", "sim-trainer", "prometheus",
+        "grafana",
     }  # fmt: skip
     for name, service in services.items():
         assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
@@ -87,29 +88,70 @@ def test_the_stack_holds_what_it_must() -> None:
     waits = {n: set(s.get("depends_on") or ()) for n, s in services.items()}
     assert waits["coordinator"] == {"redis"}
     assert waits["trainer"] == waits["rollout"] == waits["sim-trainer"] == {"coordinator"}
-    # GPUs: reserved for the trainer and the rollout worker only
+    assert waits["verl-trainer"] == {"coordinator"}
+    # GPUs: reserved for the trainers and the rollout worker only
     for name, service in services.items():
         devices = service.get("deploy", {}).get("resources", {}).get("reservations", {})
         devices = devices.get("devices", [])
-        if name in ("trainer", "rollout"):
+        if name in ("trainer", "rollout", "verl-trainer"):
             assert devices, name
             assert all(d["driver"] == "nvidia" for d in devices), devices
             assert all("gpu" in d["capabilities"] for d in devices), devices
         else:
             assert not devices, name
-    # profiles: `up` on a GPU host (COMPOSE_PROFILES=gpu in .env) and `--profile cpu up`
+    # profiles: `up` on a GPU host (COMPOSE_PROFILES=gpu in .env), `--profile cpu up` and
+    # `--profile verl up` (verl's trainer in place of OpenRLHF's and the rollout worker)
     assert stack.read_env_file()["COMPOSE_PROFILES"] == "gpu"
     gpu = stack.active_services(compose, {"gpu"})
     cpu = stack.active_services(compose, {"cpu"})
-    assert set(gpu) == set(services) - {"sim-trainer"}
-    assert set(cpu) == set(services) - {"trainer", "rollout"}
+    verl = stack.active_services(compose, {"verl"})
+    assert set(gpu) == set(services) - {"sim-trainer", "verl-trainer"}
+    assert set(cpu) == set(services) - {"trainer", "rollout", "verl-trainer"}
+    assert set(verl) == {"redis", "coordinator", "verl-trainer", "prometheus", "grafana"}
     # Redis persists: append-only, on a named volume
     assert "--appendonly yes" in services["redis"]["command"][-1]
     assert "redis-data:/data" in services["redis"]["volumes"]
     named = {v.split(":")[0] for s in services.values() for v in s.get("volumes", [])}
     assert {n for n in named if not n.startswith((".", "/", "$"))} <= set(compose["volumes"])
-    for name in ("coordinator", "trainer", "rollout", "sim-trainer"):
+    for name in ("coordinator", "trainer", "rollout", "verl-trainer", "sim-trainer"):
         assert (stack.ROOT / services[name]["build"]["dockerfile"]).exists()
+
+
+def test_the_verl_trainer_runs_as_the_openrlhf_trainer_does() -> None:
+    """``--profile verl`` swaps the trainer, nothing else: the verl service has the OpenRLHF
+    trainer's environment (the token), volumes, shared memory, health check, dependency and GPU
+    reservation, its own image (services/verl/Dockerfile, entrypoint ``cdas-verl``), and the same
+    model, strategy, B, G and GPUs from .env on a run of its own."""
+    compose = stack.load_compose()
+    services = compose["services"]
+    trainer, verl = services["trainer"], services["verl-trainer"]
+    for key in ("environment", "volumes", "shm_size", "healthcheck", "depends_on", "deploy"):
+        assert verl[key] == trainer[key], key
+    assert verl["build"] == {"context": ".", "dockerfile": "services/verl/Dockerfile"}
+    assert verl["image"].startswith("cdas-verl:")
+    dockerfile = stack.ROOT / verl["build"]["dockerfile"]
+    assert stack.dockerfile_entrypoint(dockerfile) == ["cdas-verl"]
+    env = stack.read_env_file()
+    overrides = dict(a.split("=", 1) for a in verl["command"])
+    assert len(overrides) == len(verl["command"]), "each Hydra key once"
+    assert all("#" not in a and " " not in a for a in verl["command"]), verl["command"]
+    assert overrides["data.sampler.class_path"] == "pkg://cdas_verl.sampler"
+    assert overrides["data.sampler.class_name"] == "CoordinatorSampler"
+    assert overrides["data.dataloader_num_workers"] == "0"  # the sampler refuses prefetching
+    assert overrides["+data.sampler.cdas.url"] == "http://coordinator:8000"
+    assert overrides["+data.sampler.cdas.run"] == env["VERL_RUN"] != env["TRAINER_RUN"]
+    assert overrides["+data.sampler.cdas.strategy"] == env["TRAINER_STRATEGY"]
+    assert overrides["actor_rollout_ref.model.path"] == env["TRAINER_MODEL"]
+    assert overrides["data.train_batch_size"] == env["TRAINER_BATCH"]
+    assert overrides["actor_rollout_ref.rollout.n"] == env["TRAINER_GROUP"]
+    assert overrides["trainer.n_gpus_per_node"] == env["TRAINER_GPUS"]
+    assert overrides["reward.custom_reward_function.path"] == "pkg://cdas_verl.reward"
+    assert overrides["trainer.default_local_dir"].startswith("/checkpoints/")
+    # the data is what the image's prepare step writes (ids at extra_info.index)
+    assert overrides["data.train_files"] == "/opt/cdas/data/math12k.verl.parquet"
+    assert overrides["data.train_files"] in dockerfile.read_text()
+    # the token is never a Hydra key (verl logs its config)
+    assert not any("token" in key for key in overrides), overrides
 
 
 def test_settings_come_from_the_documented_env_file_and_no_secret_is_written_down() -> None:

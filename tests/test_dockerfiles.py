@@ -1,4 +1,4 @@
-"""The container images: services/{coordinator,trainer,rollout}/Dockerfile and .dockerignore.
+"""The container images: services/{coordinator,trainer,rollout,verl}/Dockerfile and .dockerignore.
 
 No Docker engine runs where the tests run, so no image is built here. What is checked for real:
 
@@ -13,7 +13,8 @@ No Docker engine runs where the tests run, so no image is built here. What is ch
 - the dependency sets: pip's resolver (``pip install --dry-run --report``, against the package
   index) on exactly the arguments the Dockerfiles give ``pip install``, from the files their COPY
   lines bring in: the coordinator image resolves to no torch, no CUDA, no trainer stack, from
-  wheels alone; the trainer image's torch layer resolves to torch on the CUDA release of its base;
+  wheels alone; the trainer's and the verl trainer's torch layers resolve to torch on the CUDA
+  release of their base, and that torch is the one their vLLM pins;
 - the commands: the coordinator image's ENTRYPOINT + CMD runs as a plain process with the image's
   ENV, its HEALTHCHECK passes against it and fails while the store is unreachable; the trainer and
   rollout images' ENTRYPOINT + CMD run too.
@@ -62,16 +63,20 @@ VENV = "/opt/venv"
 """Where every image keeps its Python environment; the only thing its final stage takes from the
 builder (with the trainer's generated data)."""
 
-ENTRYPOINTS = {"coordinator": "cdas", "trainer": "cdas-openrlhf", "rollout": "cdas-rollout"}
+ENTRYPOINTS = {
+    "coordinator": "cdas", "trainer": "cdas-openrlhf", "rollout": "cdas-rollout",
+    "verl": "cdas-verl",
+}  # fmt: skip
 PYPROJECTS = {
     "coordinator": ROOT / "pyproject.toml",
     "trainer": ROOT / "services" / "trainer" / "pyproject.toml",
     "rollout": ROOT / "services" / "rollout" / "pyproject.toml",
+    "verl": ROOT / "services" / "verl" / "pyproject.toml",
 }
 
 TRAINER_STACK = {
     "torch", "torchvision", "torchaudio", "triton", "transformers", "vllm", "openrlhf",
-    "deepspeed", "flash-attn", "ray", "accelerate", "flashinfer-python", "xformers",
+    "deepspeed", "flash-attn", "ray", "accelerate", "flashinfer-python", "xformers", "verl",
 }  # fmt: skip
 """What the coordinator image must not hold (with any ``nvidia-*`` or ``cuda-*`` package)."""
 
@@ -273,6 +278,33 @@ def test_entrypoints_are_the_projects_console_scripts(
     assert ENTRYPOINTS[image] in scripts
 
 
+def test_the_verl_image_runs_verls_own_trainer_at_the_pinned_release(
+    dockerfiles: dict[str, Dockerfile],
+) -> None:
+    """``cdas-verl`` is verl's ``python -m verl.trainer.main_ppo`` (its Hydra overrides unchanged,
+    the ones README.md documents), and the image installs the verl release the sampler checks at
+    start (``cdas_verl.version``): another one would stop the job at its first step."""
+    scripts = tomllib.loads(PYPROJECTS["verl"].read_text())["project"]["scripts"]
+    assert scripts["cdas-verl"] == "verl.trainer.main_ppo:main"
+    version = ROOT / "services" / "verl" / "cdas_verl" / "version.py"
+    match = re.search(r'^VERL_VERSION = "([^"]+)"$', version.read_text(), re.M)
+    assert match, version
+    builder = venv_stage(dockerfiles["verl"])
+    pinned = [
+        a for _, args in builder.pip_installs() for a in args if a.split("==")[0].startswith("verl")
+    ]
+    assert pinned == [f"verl[vllm]=={match.group(1)}"], pinned
+    # the integration, its reward's grader (cdas-rollout, without math-verify's antlr4 4.13.2) and
+    # the data verl reads (ids at extra_info.index) are in the image
+    installs = [args for _, args in builder.pip_installs()]
+    assert any("./services/verl" in args for args in installs), installs
+    assert any("./services/rollout" in args and "--no-deps" in args for args in installs)
+    assert any("math-verify[antlr4_9_3]==" in a for args in installs for a in args), installs
+    prepared = [a for _, a in builder.commands() if a[:3] == ["python", "-m", "cdas_verl.prepare"]]
+    assert prepared == [["python", "-m", "cdas_verl.prepare", "/opt/cdas/data/math12k.parquet",
+                         "/opt/cdas/data/math12k.verl.parquet"]]  # fmt: skip
+
+
 def test_the_coordinator_serves_on_the_exposed_ports_and_its_healthcheck_asks_the_right_one(
     dockerfiles: dict[str, Dockerfile],
 ) -> None:
@@ -352,8 +384,13 @@ def test_the_images_agree_on_the_pins_they_share(dockerfiles: dict[str, Dockerfi
         assert set(pins[tool]) == set(IMAGES), pins[tool]
         assert len(set(pins[tool].values())) == 1, pins[tool]
     gpu = {"trainer", "rollout"}
-    assert set(pins["vllm"]) == gpu, pins["vllm"]
-    assert len(set(pins["vllm"].values())) == 1, pins["vllm"]
+    assert set(pins["vllm"]) == gpu | {"verl"}, pins["vllm"]
+    assert len({pins["vllm"][image] for image in gpu}) == 1, pins["vllm"]
+    # verl 0.7.1's vllm extra allows vLLM 0.8.5 to 0.12.0 only: the verl image holds its own (and
+    # with it its own torch and CUDA); flash-attn is the same release in both trainer images
+    assert pins["vllm"]["verl"] == "0.12.0", pins["vllm"]
+    assert set(pins["flash-attn"]) == {"trainer", "verl"}, pins["flash-attn"]
+    assert len(set(pins["flash-attn"].values())) == 1, pins["flash-attn"]
 
 
 @pytest.mark.parametrize("image", IMAGES)
@@ -405,7 +442,7 @@ LEFT_OUT = [
     ".hypothesis/examples/x", "services/coordinator/cdas/__pycache__/cli.cpython-311.pyc",
     "services/coordinator/cdas/cli.pyc", "services/rollout/secrets/token",
     "services/rollout/cdas.token", "services/trainer/key.pem", "services/trainer/id.key",
-    "services/coordinator/Dockerfile", "services/trainer/serve.log",
+    "services/coordinator/Dockerfile", "services/verl/Dockerfile", "services/trainer/serve.log",
     "tests/test_cli.py", "docs/results.md", "docker-compose.yml", ".ci/run", "Makefile",
     "deploy/prometheus/prometheus.yml", "bench/x.py", "proto/cdas/v1/coordinator.proto",
     "models/Qwen/config.json", "checkpoints/step-10/model.safetensors", "data/other.parquet",
@@ -415,6 +452,7 @@ SENT = [
     "services/coordinator/cdas/cli.py", "services/coordinator/cdas/observe/page/page.js",
     "services/coordinator/cdas/v1/coordinator_pb2.pyi", "services/rollout/pyproject.toml",
     "services/rollout/README.md", "services/trainer/cdas_openrlhf/reward.py",
+    "services/verl/cdas_verl/reward.py", "services/verl/pyproject.toml",
 ]  # fmt: skip
 
 
@@ -565,6 +603,7 @@ RESOLVED: dict[str, Callable[[list[str]], bool]] = {
     "coordinator": lambda _args: True,  # every pip install of the image
     "trainer": no_build,
     "rollout": lambda _args: True,  # the project beside vLLM: one environment must hold both
+    "verl": no_build,
 }
 
 
@@ -572,7 +611,7 @@ RESOLVED: dict[str, Callable[[list[str]], bool]] = {
 def resolutions(
     dockerfiles: dict[str, Dockerfile], context: set[str], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Resolution]:
-    """The coordinator's, the trainer's and the rollout worker's resolutions, run side by side
+    """The coordinator's, the trainers' and the rollout worker's resolutions, run side by side
     (seconds each; the rollout worker's, vLLM's whole tree, about a minute)."""
     running: dict[str, tuple[subprocess.Popen[str], Path, list[str]]] = {}
     for image, select in RESOLVED.items():
@@ -611,21 +650,56 @@ def test_the_coordinator_image_holds_no_torch(resolutions: dict[str, Resolution]
     assert gpu == []
 
 
-def test_the_trainer_image_has_torch_built_for_its_cuda_base(
-    resolutions: dict[str, Resolution], dockerfiles: dict[str, Dockerfile]
+CUDA_RUNTIME = {"trainer": "cuda-toolkit", "verl": "nvidia-cuda-runtime-cu12"}
+"""The wheel whose version is the CUDA release a torch build links against: torch 2.13.0 depends
+on cuda-toolkit 13.0.x, torch 2.9.0 on the nvidia-*-cu12 12.8 wheels."""
+
+
+@pytest.mark.parametrize("image", ["trainer", "verl"])
+def test_the_trainer_images_have_torch_built_for_their_cuda_base(
+    image: str, resolutions: dict[str, Resolution], dockerfiles: dict[str, Dockerfile]
 ) -> None:
-    """torch resolves in the trainer image, on CUDA from the index's nvidia wheels whose release
+    """torch resolves in each trainer image, on CUDA from the index's nvidia wheels whose release
     is the base image's (flash-attn 2.8.3 is compiled in the image by that nvcc against that torch;
     torch's extension builder refuses a different CUDA major)."""
-    versions = resolutions["trainer"].versions
-    assert versions.get("torch") == "2.13.0", versions.get("torch")
+    versions = resolutions[image].versions
+    pinned = {"trainer": "2.13.0", "verl": "2.9.0"}[image]
+    assert versions.get("torch") == pinned, versions.get("torch")
     assert any(name.startswith("nvidia-") for name in versions)
-    base = dockerfiles["trainer"].final.root_image
+    base = dockerfiles[image].final.root_image
     match = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-devel-.*", base)
     assert match, base
-    toolkit = versions.get("cuda-toolkit")
+    toolkit = versions.get(CUDA_RUNTIME[image])
     assert toolkit is not None, sorted(versions)
     assert toolkit.split(".")[:2] == [match.group(1), match.group(2)], (toolkit, base)
+
+
+@pytest.mark.parametrize("image", ["trainer", "verl"])
+def test_the_trainer_images_torch_is_the_one_their_vllm_pins(
+    image: str, dockerfiles: dict[str, Dockerfile], tmp_path: Path
+) -> None:
+    """vLLM pins torch exactly; the image's torch layer (built before vLLM, for flash-attn) must
+    be that torch, or the last ``pip install`` would replace it and flash-attn's build with it.
+    vLLM's own metadata, from the index (``--no-deps``: its wheel's requirements only)."""
+    pins: dict[str, str] = {}
+    for stage in dockerfiles[image].stages:
+        for _, args in stage.pip_installs():
+            for a in args:
+                if PINNED.fullmatch(a):
+                    name, _, version = a.partition("==")
+                    pins.setdefault(normalize(split_extras(name)[0]), version)
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+         "--no-input", "--no-deps", "--only-binary=:all:", "--report", str(report),
+         "--python-version", python_version(dockerfiles[image]), f"vllm=={pins['vllm']}"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    requires = json.loads(report.read_text())["install"][0]["metadata"]["requires_dist"]
+    torch = [r for r in requires if re.match(r"torch\s*==", r)]
+    assert torch == [f"torch=={pins['torch']}"], (torch, pins["torch"])
 
 
 def test_the_rollout_image_installs_cdas_beside_vllm(resolutions: dict[str, Resolution]) -> None:

@@ -50,7 +50,7 @@ def test_core_imports_only_the_standard_library_and_numpy() -> None:
 
 TRAINER_SIDE = {"torch", "transformers", "vllm", "openrlhf", "ray", "deepspeed", "flash_attn",
                 "math_verify", "cdas_openrlhf", "cdas_rollout", "trl", "cdas_trl",
-                "cdas_grpo"}  # fmt: skip
+                "cdas_grpo", "verl", "cdas_verl", "tensordict", "hydra"}  # fmt: skip
 
 
 def test_the_coordinator_package_never_imports_the_trainer_side() -> None:
@@ -70,9 +70,16 @@ def test_the_coordinator_package_never_imports_the_trainer_side() -> None:
     named = {
         r.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip() for r in requirements
     }
-    assert not (named & (TRAINER_SIDE | {"torch", "vllm", "openrlhf", "cdas-trl", "cdas-grpo"})), (
-        named
-    )
+    distributions = {
+        "torch",
+        "vllm",
+        "openrlhf",
+        "cdas-trl",
+        "cdas-grpo",
+        "cdas-verl",
+        "hydra-core",
+    }
+    assert not (named & (TRAINER_SIDE | distributions)), named
 
 
 def test_serving_the_coordinator_loads_no_trainer_module() -> None:
@@ -113,3 +120,4 @@ def test_the_main_job_installs_only_what_it_runs() -> None:
     tests = _recipe("install")
     assert "'.[test,sim]'" in tests
     assert "trl==" in tests
+    assert "verl==" in tests

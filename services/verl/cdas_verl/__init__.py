@@ -1,0 +1,21 @@
+"""verl's curriculum sampler backed by the cdas coordinator.
+
+``CoordinatorSampler`` is loaded by verl 0.7.1 from its config (``data.sampler.class_path`` /
+``class_name``): each step's prompts are ``next_batch(run, step, B)`` and every group's rewards go
+back with ``report_results`` when verl calls the sampler's ``update``. Settings:
+``data.sampler.cdas.*`` or ``CDAS_*`` variables (``cdas_verl.settings``).
+
+Import this package only where verl is installed (the trainer side); the coordinator never
+imports it.
+"""
+
+from cdas_verl.settings import SamplerSettings, SettingsError
+from cdas_verl.version import VERL_VERSION, VerlVersionError, check_verl_version
+
+__all__ = [
+    "VERL_VERSION",
+    "SamplerSettings",
+    "SettingsError",
+    "VerlVersionError",
+    "check_verl_version",
+]
