@@ -121,3 +121,30 @@ def test_the_main_job_installs_only_what_it_runs() -> None:
     assert "'.[test,sim]'" in tests
     assert "trl==" in tests
     assert "verl==" in tests
+
+
+LAYERS = {
+    "client": ("cdas.coordinator", "cdas.service", "cdas.store", "cdas.observe", "cdas.sim"),
+    "observe": ("cdas.service", "cdas.client", "cdas.sim", "cdas.cli"),
+    "rpc": ("cdas.service", "cdas.client", "cdas.sim", "cdas.cli"),
+}
+"""No import runs up the layers: what each package below the doors never imports. The clients
+take the request checks and export paging from ``cdas.core.requests``, as the coordinator does."""
+
+
+def test_no_import_runs_up_the_layers() -> None:
+    root = CORE.parent
+    for package, above in LAYERS.items():
+        files = sorted((root / package).rglob("*.py"))
+        assert files, package
+        for path in files:
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    modules = [node.module]
+                elif isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                else:
+                    continue
+                for module in modules:
+                    assert not module.startswith(above), f"{package}/{path.name} imports {module}"

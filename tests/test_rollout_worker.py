@@ -30,6 +30,7 @@ from cdas_rollout.worker import RolloutWorker, StepReport, WorkerConfig, load_re
 
 import cdas
 from cdas.client import RestClient, RetryPolicy
+from cdas.core.results import Result
 from cdas.core.views import Batch, ReportOutcome
 from tests.redis_servers import RedisServer, free_port
 from tests.services import serve_process
@@ -492,7 +493,7 @@ class DiesAfterPosting:
         return self.inner.next_batch(run_id, step, size, round)
 
     def report_results(
-        self, run_id: str, step: int, results: Iterable[Mapping[str, Any]]
+        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result]
     ) -> ReportOutcome:
         outcome = self.inner.report_results(run_id, step, results)
         if step == self.step:

@@ -27,7 +27,7 @@ import json
 import signal
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ import redis
 
 import cdas
 from cdas.client import GrpcClient, RestClient
+from cdas.core.results import Result
 from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo
 from cdas.sim.trainer import StepRecord, train
 from cdas.sim.twin import Twin, TwinParams
@@ -205,8 +206,9 @@ class SpreadTrainer:
         return first
 
     def report_results(
-        self, run_id: str, step: int, results: Sequence[Mapping[str, Any]]
+        self, run_id: str, step: int, given: Iterable[Mapping[str, Any] | Result]
     ) -> ReportOutcome:
+        results = list(given)
         p = self._turn("report_results") % 2
         n, half = len(results), len(results) // 2
         outcome: ReportOutcome
@@ -263,8 +265,9 @@ class BalancedTrainer:
         return first
 
     def report_results(
-        self, run_id: str, step: int, results: Sequence[Mapping[str, Any]]
+        self, run_id: str, step: int, given: Iterable[Mapping[str, Any] | Result]
     ) -> ReportOutcome:
+        results = list(given)
         if self.lost == (run_id, step):
             self.log.doors["lb"].report_results(run_id, step, results)
         outcome: ReportOutcome = self.log.ok("lb", "report_results", run_id, step, results)

@@ -48,12 +48,12 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from cdas.core.views import Batch, ReportOutcome
+from cdas.core.api import Batches
 from cdas_rollout.backends import Backend, check_shape
 from cdas_rollout.dataset import Dataset, PromptFormatter
 from cdas_rollout.grading import grade
@@ -63,15 +63,9 @@ log = logging.getLogger("cdas_rollout")
 STATE_VERSION = 1
 
 
-class CoordinatorClient(Protocol):
-    """The two calls the worker makes; ``cdas.client.RestClient``, ``cdas.client.GrpcClient`` and
-    the in-process ``cdas.Coordinator`` all have them."""
-
-    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch: ...
-
-    def report_results(
-        self, run_id: str, step: int, results: Iterable[Mapping[str, Any]]
-    ) -> ReportOutcome: ...
+CoordinatorClient = Batches
+"""The two calls the worker makes (``cdas.core.api``); ``cdas.client.RestClient``,
+``cdas.client.GrpcClient`` and the in-process ``cdas.Coordinator`` all have them."""
 
 
 class StateError(RuntimeError):

@@ -36,8 +36,8 @@ from collections import defaultdict, deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from cdas.core.api import Batches
 from cdas.core.errors import InvalidArgumentError
-from cdas.core.views import Batch, ReportOutcome
 
 log = logging.getLogger("cdas_openrlhf")
 
@@ -54,14 +54,8 @@ class PromptRows(Protocol):
     def __getitem__(self, index: int) -> tuple[Any, str, Any, Any]: ...
 
 
-class BatchClient(Protocol):
-    """The two SDK calls the loader makes (``cdas.Coordinator`` or a remote client)."""
-
-    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch: ...
-
-    def report_results(
-        self, run_id: str, step: int, results: Sequence[Mapping[str, Any]]
-    ) -> ReportOutcome: ...
+BatchClient = Batches
+"""The two SDK calls the loader makes (``cdas.core.api``: ``cdas.Coordinator`` or a client)."""
 
 
 class LoaderStateError(ValueError):

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import cdas
 from cdas.client import RetryPolicy, connect
 from cdas.client.connect import SCHEMES
+from cdas.core.api import Batches, RunSetup
 from cdas.core.errors import InvalidArgumentError
-from cdas.core.views import Batch, ReportOutcome, RunInfo
 from cdas.service.settings import load_token
 
 SECTION = "data.sampler.cdas"
@@ -51,23 +51,9 @@ class SettingsError(ValueError):
     """A setting is missing or malformed (the message names the key and its value)."""
 
 
-class CoordinatorClient(Protocol):
-    """The calls the sampler makes: the library's and every SDK client's method names."""
-
-    def put_run(
-        self,
-        run_id: str,
-        strategy: str = "cdas",
-        params: Mapping[str, Any] | None = None,
-        seed: int = 0,
-        prompts: int | Sequence[str] | Mapping[str, Any] | None = None,
-    ) -> RunInfo: ...
-
-    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch: ...
-
-    def report_results(
-        self, run_id: str, step: int, results: Sequence[Mapping[str, Any]]
-    ) -> ReportOutcome: ...
+class CoordinatorClient(RunSetup, Batches, Protocol):
+    """The calls the sampler makes (``cdas.core.api``): ``put_run``, then a step's two calls;
+    the library and every SDK client have them."""
 
 
 @dataclass(frozen=True)

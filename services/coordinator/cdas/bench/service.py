@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO
+from typing import TextIO
 
 import numpy as np
 
@@ -33,13 +33,11 @@ from cdas.bench.core import Pupils, _results
 from cdas.bench.redis_store import _given, _load, private_redis
 from cdas.bench.report import table, target
 from cdas.client import GrpcClient, RestClient
+from cdas.core.api import Batches
 from cdas.service.process import serve_process
 
-
-class Trainer(Protocol):
-    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> cdas.Batch: ...
-
-    def report_results(self, run_id: str, step: int, results: Any) -> cdas.ReportOutcome: ...
+Trainer = Batches
+"""What the load generator calls: a step's two calls (``cdas.core.api``)."""
 
 
 @dataclass

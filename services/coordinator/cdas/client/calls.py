@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from cdas.coordinator import check_page_request, check_state_request
 from cdas.core.errors import InvalidArgumentError
+from cdas.core.requests import check_page_request, check_state_request
 from cdas.core.results import Result
 from cdas.core.validate import check_prompt_id, check_run_id
 from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
@@ -173,7 +173,7 @@ def get_state(run_id: str, frontier: int = 0, history_from: int = 0) -> Call[Run
 
 def prompt_page(run_id: str, start: int, limit: int) -> Call[PromptPage]:
     """One page of the difficulty export (JSON columns); the clients' ``export_prompts`` loops
-    over these with ``cdas.coordinator.Paging``."""
+    over these with ``cdas.core.requests.Paging``."""
     check_page_request(run_id, start, limit)
     return Call(
         "GET",

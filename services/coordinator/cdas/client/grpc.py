@@ -24,7 +24,10 @@ from cdas.client.tls import (
     not_tls_error,
     read_ca,
 )
-from cdas.coordinator import (
+from cdas.core.config import PromptSpec, RunConfig
+from cdas.core.errors import CdasError, InternalError, InvalidArgumentError, PayloadTooLargeError
+from cdas.core.params import THRESHOLD
+from cdas.core.requests import (
     DEFAULT_PAGE,
     Paging,
     check_batch_request,
@@ -32,9 +35,6 @@ from cdas.coordinator import (
     check_page_request,
     check_state_request,
 )
-from cdas.core.config import PromptSpec, RunConfig
-from cdas.core.errors import CdasError, InternalError, InvalidArgumentError, PayloadTooLargeError
-from cdas.core.params import THRESHOLD
 from cdas.core.results import Result, parse_results
 from cdas.core.validate import check_prompt_id, check_run_id, check_step, describe
 from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState

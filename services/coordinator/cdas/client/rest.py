@@ -22,7 +22,6 @@ from cdas.client import calls
 from cdas.client.calls import Call
 from cdas.client.retry import NotSentError, RetryPolicy
 from cdas.client.tls import PLAINTEXT_HINT, TlsError, from_ssl_error, ssl_context
-from cdas.coordinator import DEFAULT_PAGE, Paging, check_export_request
 from cdas.core.errors import (
     CdasError,
     InternalError,
@@ -30,6 +29,7 @@ from cdas.core.errors import (
     ServiceUnavailableError,
     from_code,
 )
+from cdas.core.requests import DEFAULT_PAGE, Paging, check_export_request
 from cdas.core.results import Result
 from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
 

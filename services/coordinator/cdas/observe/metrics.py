@@ -46,7 +46,7 @@ from prometheus_client.registry import Collector
 import cdas
 from cdas.core.errors import CdasError
 from cdas.core.views import ReportOutcome, RunState
-from cdas.service.health import Health
+from cdas.observe.health import Health
 from cdas.store.base import Store
 
 PREFIX = "cdas"

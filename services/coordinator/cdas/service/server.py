@@ -30,9 +30,9 @@ from grpc_health.v1.health import aio as health_aio
 from prometheus_client import CollectorRegistry
 
 from cdas.coordinator import Coordinator
+from cdas.observe.health import Health
 from cdas.observe.metrics import Metrics
 from cdas.service import grpc_server, logs
-from cdas.service.health import Health
 from cdas.service.rest.app import create_app
 from cdas.service.settings import ServiceSettings, load_tls
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from cdas.core.api import Runs
 from cdas.core.errors import RunNotFoundError
-from cdas.core.views import RunInfo
 from cdas.sim import arms, summary
 from cdas.sim.trainer import SamplingClient, StepRecord, train
 from cdas.sim.twin import Twin, TwinParams
@@ -26,20 +26,8 @@ ROUNDS = frozenset({"dynamic"})
 """Strategies whose trainer refills a step in rounds (DAPO dynamic sampling)."""
 
 
-class ExperimentClient(SamplingClient, Protocol):
-    """A coordinator the harness can create and delete runs on."""
-
-    def put_run(
-        self,
-        run_id: str,
-        strategy: str = "cdas",
-        params: Mapping[str, Any] | None = None,
-        seed: int = 0,
-        prompts: int | Sequence[str] | Mapping[str, Any] | None = None,
-        labels: Mapping[str, float] | Sequence[float] | None = None,
-    ) -> RunInfo: ...
-
-    def delete_run(self, run_id: str) -> RunInfo: ...
+class ExperimentClient(SamplingClient, Runs, Protocol):
+    """A coordinator the harness can create and delete runs on (``cdas.core.api``)."""
 
 
 @dataclass

@@ -16,31 +16,23 @@ paid for, which is the cost dynamic sampling is compared on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
 import numpy as np
 
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo
+from cdas.core.api import Batches, Lookups
+from cdas.core.views import Batch
 from cdas.sim.twin import IntArray, Twin
 
 OVERSAMPLE = 3
 """DAPO's generation batch, in multiples of the train batch."""
 
 
-class SamplingClient(Protocol):
-    """What the trainer needs of a coordinator: the library's methods (SDK clients have them)."""
-
-    def get_run(self, run_id: str) -> RunInfo: ...
-
-    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch: ...
-
-    def report_results(
-        self, run_id: str, step: int, results: Sequence[Mapping[str, Any]]
-    ) -> ReportOutcome: ...
-
-    def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo: ...
+class SamplingClient(Batches, Lookups, Protocol):
+    """What the trainer needs of a coordinator (``cdas.core.api``): a step's two calls, the run's
+    settings and a prompt's difficulty; the library and the SDK clients have them."""
 
 
 @dataclass(frozen=True, slots=True)

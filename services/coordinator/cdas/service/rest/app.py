@@ -40,10 +40,10 @@ from cdas.core.errors import (
 from cdas.core.strategies.base import DEFAULT_STRATEGY
 from cdas.export import csv_text
 from cdas.observe import assets
+from cdas.observe.health import Health
 from cdas.observe.metrics import OPERATIONS, Metrics
 from cdas.service import logs
 from cdas.service.access import METRICS, Grant
-from cdas.service.health import Health
 from cdas.service.rest import models
 from cdas.service.rest.bodies import JSON, OCTETS, JsonBody, require_media_type, validation_error
 from cdas.service.rest.openapi import state_rules
