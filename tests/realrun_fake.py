@@ -62,7 +62,7 @@ def write_run(
                     }
                 )
     report = {"key": "fake", **{k: float(np.mean(v)) for k, v in warm.items()}}
-    (directory / "warmstart-fake.json").write_text(json.dumps(report))
+    (directory / "warmstart.json").write_text(json.dumps(report))
     rows.reverse()  # the reader puts each run's rows in step order itself
     with (directory / "steps.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -33,7 +33,7 @@ def test_load_reads_every_arm_and_seed_in_step_order(made: realrun.Measured) -> 
 
 def test_load_names_what_is_missing(tmp_path: Path) -> None:
     (tmp_path / "settings.json").write_text("{}")
-    with pytest.raises(FileNotFoundError, match="warmstart"):
+    with pytest.raises(FileNotFoundError, match=r"warmstart\.json"):
         realrun.Measured.load(tmp_path)
 
 

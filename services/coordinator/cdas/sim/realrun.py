@@ -86,15 +86,16 @@ class Measured:
 
     @classmethod
     def load(cls, directory: Path) -> Measured:
-        """Read ``settings.json``, the warm start's ``warmstart-*.json`` and ``steps.csv``; a
-        missing file is a ``FileNotFoundError`` naming it."""
+        """Read ``settings.json``, the warm start's report ``warmstart.json`` and ``steps.csv``;
+        a missing file is a ``FileNotFoundError`` naming it."""
         settings = json.loads((directory / "settings.json").read_text())
-        warms = sorted(directory.glob("warmstart-*.json"))
-        if not warms:
+        report = directory / "warmstart.json"
+        if not report.is_file():
             raise FileNotFoundError(
-                f"{directory}: no warmstart-*.json (run `cdas grpo --out` there)"
+                f"{directory}: no warmstart.json (the warm start's report `cdas grpo --out` "
+                "writes there)"
             )
-        warm = {k: v for k, v in json.loads(warms[0].read_text()).items() if isinstance(v, float)}
+        warm = {k: v for k, v in json.loads(report.read_text()).items() if isinstance(v, float)}
         steps: dict[str, dict[int, list[dict[str, float]]]] = {}
         with (directory / "steps.csv").open() as f:
             for row in csv.DictReader(f):
