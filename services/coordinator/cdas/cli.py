@@ -31,7 +31,7 @@ def _sizes(text: str) -> list[int]:
 def cmd_bench_core(args: argparse.Namespace) -> int:
     from cdas.bench import core
 
-    sizes = args.sizes or ([1000, 10000] if args.quick else [10**4, 10**5, 10**6, 4 * 10**6])
+    sizes = args.sizes or ([1000, 10000] if args.quick else [10**4, 10**5, 10**6, 10**7])
     steps = args.steps or (20 if args.quick else 200)
     naive_steps = args.naive_steps or (2 if args.quick else 3)
     rows = core.run(sizes, args.batch, steps, naive_steps, args.seed, progress=_progress)
