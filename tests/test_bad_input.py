@@ -319,3 +319,17 @@ def test_a_bad_value_among_many_good_ones_is_named(
         seeded.report_results("r", 2, [*good, bad])
     assert names in caught.value.message
     assert_same_state(logical_state(seeded, "r"), before)
+
+
+@pytest.mark.parametrize("prompts", [None, {}, {"ids": ["a"], "count": 2}, {"labels": {"a": 1}}])
+def test_add_prompts_needs_exactly_one_of_ids_and_count(prompts: Any) -> None:
+    """The rule both doors pass on (REST hands over its body's ids/count, gRPC its oneof), held
+    by the library itself: the same message, and nothing changes."""
+    coord = cdas.Coordinator(cdas.MemoryStore())
+    coord.put_run("r", prompts=4)
+    before = coord.snapshot("r")
+    with pytest.raises(cdas.InvalidArgumentError, match=r'give "ids": \[\.\.\.\] \(or "count"'):
+        coord.add_prompts("r", prompts)
+    assert coord.snapshot("r") == before
+    assert coord.add_prompts("r", {"count": 2}) == 6  # the forms the doors hand over still work
+    assert coord.add_prompts("r", {"ids": ["x"]}) == 7

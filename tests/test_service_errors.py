@@ -357,6 +357,19 @@ CASES = [
         ),
     ),
     Case(
+        "prompts to add named neither by ids nor by count",
+        "invalid_argument",
+        ('give "ids": [...] (or "count": N) to add prompts',),
+        Rest("POST", "/v1/runs/{run}/prompts", {"labels": {"a": 1.0}}),
+        lambda run: ("AddPrompts", pb.AddPromptsRequest(run_id=run)),
+    ),
+    Case(
+        "prompts to add named by ids and by count",
+        "invalid_argument",
+        ('give "ids": [...] (or "count": N) to add prompts',),
+        Rest("POST", "/v1/runs/{run}/prompts", {"ids": ["a"], "count": 2}),
+    ),
+    Case(
         "added prompt id already registered",
         "invalid_argument",
         ("'3'",),

@@ -118,8 +118,14 @@ class Coordinator:
     ) -> int:
         """Append prompts (ids or a count, as in ``put_run``); returns the run's new size. The
         run may not grow past ``max_prompts`` (checked against its size before the call: two
-        racing appends can each pass, and then overshoot by at most one request's prompts)."""
+        racing appends can each pass, and then overshoot by at most one request's prompts).
+        Exactly one of ids and count, the one rule both doors pass on: REST hands over what its
+        body held of ``{"ids"}`` / ``{"count"}``, gRPC its oneof (None when unset)."""
         check_run_id(run_id)
+        if ids is None or (isinstance(ids, Mapping) and set(ids) not in ({"ids"}, {"count"})):
+            raise InvalidArgumentError(
+                'give "ids": [...] (or "count": N) to add prompts', field="ids"
+            )
         spec = PromptSpec.parse(ids, labels, self.max_prompts)
         size = self.store.get_run(run_id).size
         check_prompt_count("add_prompts", size + spec.size, self.max_prompts)

@@ -21,7 +21,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from cdas.coordinator import DEFAULT_PAGE, Coordinator
-from cdas.core.errors import CdasError, InternalError, InvalidArgumentError, PayloadTooLargeError
+from cdas.core.errors import CdasError, InternalError, PayloadTooLargeError
 from cdas.core.views import PromptPage
 from cdas.observe.metrics import Metrics, grpc_operation
 from cdas.rpc import messages as wire
@@ -143,15 +143,16 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self, request: pb.AddPromptsRequest, context: Any
     ) -> pb.AddPromptsResponse:
         prompts = wire.prompts_value(request.prompts if request.HasField("prompts") else None)
-
-        def add() -> int:
-            if prompts is None:  # as REST: say which prompts to add
-                raise InvalidArgumentError(
-                    'give "ids": [...] (or "count": N) to add prompts', field="ids"
-                )
-            return self.c.add_prompts(request.run_id, prompts, wire.labels_value(request.labels))
-
-        size = await self._call(context, "AddPrompts", add, on_run=request.run_id)
+        size = await self._call(
+            context,
+            "AddPrompts",
+            lambda: self.c.add_prompts(
+                request.run_id,
+                prompts,  # type: ignore[arg-type]  # None: the library names what is missing
+                wire.labels_value(request.labels),
+            ),
+            on_run=request.run_id,
+        )
         return pb.AddPromptsResponse(size=size)
 
     async def NextBatch(self, request: pb.NextBatchRequest, context: Any) -> pb.Batch:

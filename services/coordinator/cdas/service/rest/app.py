@@ -350,11 +350,7 @@ def create_app(
     )
     async def add_prompts(run_id: str, request: Request) -> Response:
         body = _ADD_PROMPTS_BODY.parse(await request.body(), request.headers.get("content-type"))
-        if ("ids" in body) == ("count" in body):
-            raise InvalidArgumentError(
-                'give "ids": [...] (or "count": N) to add prompts', field="ids"
-            )
-        prompts: Any = body["ids"] if "ids" in body else body["count"]
+        prompts: dict[str, Any] = {k: v for k, v in body.items() if k in ("ids", "count")}
         size = await run_in_threadpool(c.add_prompts, run_id, prompts, body.get("labels"))
         return _json({"size": size})
 
