@@ -333,3 +333,19 @@ def test_add_prompts_needs_exactly_one_of_ids_and_count(prompts: Any) -> None:
     assert coord.snapshot("r") == before
     assert coord.add_prompts("r", {"count": 2}) == 6  # the forms the doors hand over still work
     assert coord.add_prompts("r", {"ids": ["x"]}) == 7
+
+
+@pytest.mark.parametrize("key", ["²", "٣", "1²", "+1", " 1"])
+def test_a_label_key_that_is_not_an_ascii_numeral_is_named_for_counted_prompts(key: str) -> None:
+    """Prompts given as a count are ids "n".."n+count-1"; a label keyed by anything else (a
+    superscript or an Arabic-Indic digit, which ``str.isdigit`` accepts and ``int`` may not) is
+    a 422 naming it, never a 500, and nothing changes. The stateful schemathesis run found "²"."""
+    coord = cdas.Coordinator(cdas.MemoryStore())
+    coord.put_run("r", prompts=4)
+    before = coord.snapshot("r")
+    with pytest.raises(cdas.InvalidArgumentError, match="not among the prompts of this call"):
+        coord.add_prompts("r", 3, labels={key: 1.0})
+    with pytest.raises(cdas.InvalidArgumentError, match="not among the prompts of this call"):
+        coord.put_run("s", prompts=3, labels={key: 1.0})
+    assert coord.snapshot("r") == before
+    assert [r.run_id for r in coord.list_runs()] == ["r"]

@@ -223,6 +223,29 @@ def test_every_request_the_document_admits_is_accepted(case: Any) -> None:
     case.validate_response(response, checks=CHECKS)
 
 
+RESTORE = ("PUT", "/v1/runs/{run_id}/snapshot")
+
+
+def use_after_free_unless_restored(ctx: Any, response: Any, case: Any) -> bool | None:
+    """schemathesis' ``use_after_free`` (a deleted run must answer 404), less a false alarm
+    of this API: restoring a snapshot (``PUT /v1/runs/{run_id}/snapshot``, a link from
+    ``GET .../snapshot``) creates the run anew, and schemathesis counts as a re-creation only a
+    call on the deleted path itself or above it. Seen once in CI: ``DELETE /v1/runs/r``, then a
+    restore of ``r``, then ``GET /v1/runs/r/state`` answered 200."""
+    run = (case.path_parameters or {}).get("run_id")
+    for earlier in ctx.internals.find_all_cases():
+        if earlier.id == case.id:
+            break
+        if (earlier.operation.method.upper(), earlier.path) == RESTORE and (
+            earlier.path_parameters or {}
+        ).get("run_id") == run:
+            answer = ctx.internals.find_response(case_id=earlier.id)
+            if answer is not None and 200 <= answer.status_code < 300:
+                return None
+    result: bool | None = use_after_free(ctx, response, case)
+    return result
+
+
 class Workflow(stateful.as_state_machine()):  # type: ignore[misc]
     """Scenarios along the document's links, each step checked as above, plus the stateful
     checks (a deleted run is gone; a created one is there)."""
@@ -244,7 +267,7 @@ class Workflow(stateful.as_state_machine()):  # type: ignore[misc]
         assert_valid_data_accepted(case, response)
         case.validate_response(
             response,
-            checks=[*CHECKS, use_after_free, ensure_resource_availability],
+            checks=[*CHECKS, use_after_free_unless_restored, ensure_resource_availability],
             transport_kwargs=kwargs or None,
             recorder=self.recorder,
         )

@@ -450,7 +450,9 @@ def _labels_of(prompts: PromptSpec, start: int) -> FloatArray | None:
         if prompts.ids is not None:
             k = position.get(key, -1)
         else:
-            k = int(key) - start if isinstance(key, str) and key.isdigit() else -1
+            # ASCII digits only: "²".isdigit() is True, and int("²") raises
+            numeral = isinstance(key, str) and key.isascii() and key.isdigit()
+            k = int(key) - start if numeral else -1
             k = k if 0 <= k < prompts.size and str(start + k) == key else -1
         if k < 0:
             raise InvalidArgumentError(
