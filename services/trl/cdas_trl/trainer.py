@@ -44,7 +44,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, get_l
 from trl.trainer.grpo_trainer import GRPOTrainer
 
 import cdas
-from cdas.core.errors import InvalidArgumentError, ServiceUnavailableError
+from cdas.client import integration
+from cdas.client.integration import CoordinatorUnreachableError
 from cdas_trl.batches import dataset_prompt_ids, generation_rows, group_results
 from cdas_trl.settings import CoordinatorClient, CoordinatorSettings, SettingsError
 from cdas_trl.version import check_trl_version
@@ -59,10 +60,6 @@ SNAPSHOT_FILE = "cdas_coordinator.snapshot"
 
 class UnsupportedSetupError(ValueError):
     """A trainer setup the integration cannot honour (the message names the setting)."""
-
-
-class CoordinatorUnreachableError(ConnectionError):
-    """The coordinator did not answer within ``retry_for`` seconds (the message names its URL)."""
 
 
 class CheckpointStateError(ValueError):
@@ -112,39 +109,17 @@ class CoordinatorGRPOTrainer(GRPOTrainer):
     # -- the run ---------------------------------------------------------------------------------
 
     def _register(self) -> None:
-        settings = self.settings
-        try:
-            run = self._call(
-                "put_run",
-                settings.run,
-                settings.strategy,
-                dict(settings.params),
-                settings.seed,
-                self.prompt_ids,
-            )
-        except InvalidArgumentError as error:
-            raise SettingsError(
-                f"{settings.where} refused run {settings.run!r} "
-                f"(strategy {settings.strategy!r}, params {dict(settings.params)!r}): {error}"
-            ) from error
-        log.info(
-            "coordinator %s: run %s (%s, %d prompts, %s)",
-            settings.where,
-            run.run_id,
-            run.strategy,
-            run.size,
-            "created" if run.created else f"found at step {run.step}",
-        )
+        integration.register(self._call, self.settings, self.prompt_ids, SettingsError, log)
 
     def _call(self, method: str, *args: Any) -> Any:
         """One coordinator call; an unreachable coordinator becomes an error naming it."""
-        try:
-            return getattr(self.coordinator, method)(*args)
-        except ServiceUnavailableError as error:
-            raise CoordinatorUnreachableError(
-                f"coordinator {self.settings.where} did not answer {method} within "
-                f"CoordinatorSettings.retry_for={self.settings.retry_for}s: {error}"
-            ) from error
+        return integration.call(
+            self.coordinator,
+            method,
+            *args,
+            where=self.settings.where,
+            retry=f"CoordinatorSettings.retry_for={self.settings.retry_for}s",
+        )
 
     # -- generation: the coordinator's prompts, then their rewards posted ------------------------
 

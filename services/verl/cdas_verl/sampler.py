@@ -38,7 +38,9 @@ from verl import DataProto
 from verl.experimental.dataset.sampler import AbstractCurriculumSampler
 
 import cdas
-from cdas.core.errors import InvalidArgumentError, ServiceUnavailableError
+from cdas.client import integration
+from cdas.client.integration import CoordinatorUnreachableError
+from cdas.core.errors import InvalidArgumentError
 from cdas_verl.groups import Group, dataset_prompt_ids, groups
 from cdas_verl.settings import (
     BATCH_KEYS,
@@ -58,10 +60,6 @@ function's value, before any KL penalty; what DAPO's ``seq_reward`` filters on).
 
 class UnsupportedSetupError(ValueError):
     """A verl setting the sampler cannot work with (the message names it)."""
-
-
-class CoordinatorUnreachableError(ConnectionError):
-    """The coordinator did not answer within ``retry_for`` seconds (the message names it)."""
 
 
 class SamplerStateError(ValueError):
@@ -118,25 +116,16 @@ class CoordinatorSampler(AbstractCurriculumSampler):  # type: ignore[misc]
     # -- the run ---------------------------------------------------------------------------------
 
     def _register(self) -> None:
-        s = self.settings
-        try:
-            run = self._call("put_run", s.run, s.strategy, dict(s.params), s.seed, self.ids)
-        except InvalidArgumentError as error:
-            raise SettingsError(
-                f"{s.where} refused run {s.run!r} (strategy {s.strategy!r}, params "
-                f"{dict(s.params)!r}): {error}"
-            ) from error
-        log.info("coordinator %s: run %s (%s, %d prompts, %s)", s.where, run.run_id, run.strategy,
-                 run.size, "created" if run.created else f"found at step {run.step}")  # fmt: skip
+        integration.register(self._call, self.settings, self.ids, SettingsError, log)
 
     def _call(self, method: str, *args: Any) -> Any:
-        try:
-            return getattr(self.client, method)(*args)
-        except ServiceUnavailableError as error:
-            raise CoordinatorUnreachableError(
-                f"coordinator {self.settings.where} did not answer {method} within "
-                f"{SECTION}.retry_for={self.settings.retry_for}s: {error}"
-            ) from error
+        return integration.call(
+            self.client,
+            method,
+            *args,
+            where=self.settings.where,
+            retry=f"{SECTION}.retry_for={self.settings.retry_for}s",
+        )
 
     # -- the sampler face the dataloader sees ----------------------------------------------------
 
