@@ -93,7 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from cdas.sim import arms, experiment, page, summary
+    from cdas.sim import arms, experiment, page, realrun, summary
     from cdas.sim.progress import Progress
     from cdas.sim.twin import TwinParams
 
@@ -115,13 +115,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise SystemExit(
             f"cdas simulate: --batch {params.batch} is larger than --prompts {params.prompts}"
         )
-    if args.real_run and not (Path(args.real_run) / "steps.csv").is_file():
-        raise SystemExit(
-            f"cdas simulate: --real-run {args.real_run}: no steps.csv there (give the --out "
-            "directory of a `cdas grpo` run, such as docs/grpo)"
-        )
-    if args.real_run and not args.page:
-        raise SystemExit("cdas simulate: --real-run goes on the page: give --page too")
+    real = None
+    if args.real_run:
+        if not args.page:
+            raise SystemExit("cdas simulate: --real-run goes on the page: give --page too")
+        try:  # read before the simulation, so that a bad directory costs nothing
+            real = realrun.Measured.load(Path(args.real_run))
+        except (FileNotFoundError, ValueError) as exc:
+            raise SystemExit(f"cdas simulate: --real-run {args.real_run}: {exc}") from None
     for name in strategies:
         try:
             arms.resolve(name)
@@ -151,7 +152,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(summary.text_table(rows))
     print(f"wrote {out}/steps.csv, summary.csv, summary.md and {len(pictures)} plots")
     if args.page:
-        real = Path(args.real_run) if args.real_run else None
         page.write(Path(args.page), out, records, exp, " ".join(sys.argv[1:]), real)
         print(f"wrote {args.page}")
     return 0

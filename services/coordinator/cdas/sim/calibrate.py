@@ -195,8 +195,14 @@ def observe(records: Sequence[StepRecord], accuracy0: float, target: Target) -> 
         return accuracy0 if target.step == 0 else records[target.step - 1].accuracy
     if target.name == "gpu_hours":
         return float(sum(r.cost for r in records[: target.step]))
-    lo, hi = max(1, target.step - WINDOW), min(len(records), target.step + WINDOW)
-    return float(np.mean([r.zero_gradient for r in records[lo - 1 : hi]]))
+    return window([r.zero_gradient for r in records], target.step)
+
+
+def window(values: Sequence[float], step: int) -> float:
+    """The mean of ``values`` (one per step, step 1 first) over the steps ``step`` +-
+    ``WINDOW`` that a run has: how a zero-gradient share is read, the twin's and a real run's."""
+    lo, hi = max(1, step - WINDOW), min(len(values), step + WINDOW)
+    return float(np.mean(values[lo - 1 : hi]))
 
 
 def strategy_runs(

@@ -214,12 +214,15 @@ def target_rows(
         f"| strategy | figure | step | paper | {label} | tolerance | inside |",
         "|---|---|---|---|---|---|---|",
     ]
+    # the held-out accuracy before any step: a seed's world, the same for every strategy
+    seeds = {seed for have in runs.values() for seed in have}
+    start = {seed: Twin(experiment.params, seed).accuracy() for seed in seeds}
     inside = total = 0
     for t in targets:
         have = runs.get(t.strategy, {})
         value = nanmean(
             [
-                calibrate.observe(recs, Twin(experiment.params, seed).accuracy(), t)
+                calibrate.observe(recs, start[seed], t)
                 for seed, recs in have.items()
                 if len(recs) >= t.step
             ]
@@ -261,14 +264,13 @@ def identifiability_rows(experiment: Experiment) -> list[str]:
     return out
 
 
-def realrun_rows(directory: Path) -> list[str]:
+def realrun_rows(measured: realrun.Measured) -> list[str]:
     """The twin fitted to the real GRPO run in ``directory`` and its predictions of the other
     arms (``cdas.sim.realrun``): the fitted parameters, Random's targets, the predictions."""
-    measured = realrun.Measured.load(directory)
     fitted, value = realrun.fit(measured)
     checks = realrun.validate(measured, fitted)
     out = [
-        f"Fitted to `{directory}` (N = {fitted.prompts}, B = {fitted.batch}, G = "
+        f"Fitted to `{measured.directory}` (N = {fitted.prompts}, B = {fitted.batch}, G = "
         f"{fitted.group}, {measured.last_step} steps; seeds {', '.join(map(str, realrun.SEEDS))} "
         f"of the twin; loss {value:.1f}):",
         "",
@@ -369,10 +371,10 @@ def write(
     records: Sequence[StepRecord],
     experiment: Experiment,
     command: str,
-    real_run: Path | None = None,
+    real_run: realrun.Measured | None = None,
 ) -> None:
     """Write the page to ``path`` (its plots are in ``out``); ``real_run``, a ``cdas grpo``
-    output directory, adds the validation on real RL."""
+    output directory read, adds the validation on real RL."""
     rows = summary.summarize(records)
     pictures = os.path.relpath(out, path.parent)
     params = "\n".join(

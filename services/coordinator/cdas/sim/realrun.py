@@ -75,10 +75,16 @@ class Figure:
     value: float
 
 
+FILES = ("steps.csv", "settings.json", "warmstart.json")
+"""What ``cdas grpo --out`` writes that the validation reads (the warm start's report under the
+name that is committed, not its key-named copy)."""
+
+
 @dataclass(frozen=True)
 class Measured:
     """A ``cdas grpo`` output directory, read."""
 
+    directory: Path
     settings: dict[str, object]
     warm: dict[str, float]
     steps: dict[str, dict[int, list[dict[str, float]]]]
@@ -87,15 +93,16 @@ class Measured:
     @classmethod
     def load(cls, directory: Path) -> Measured:
         """Read ``settings.json``, the warm start's report ``warmstart.json`` and ``steps.csv``;
-        a missing file is a ``FileNotFoundError`` naming it."""
-        settings = json.loads((directory / "settings.json").read_text())
-        report = directory / "warmstart.json"
-        if not report.is_file():
+        missing files are one ``FileNotFoundError`` naming each."""
+        missing = [name for name in FILES if not (directory / name).is_file()]
+        if missing:
             raise FileNotFoundError(
-                f"{directory}: no warmstart.json (the warm start's report `cdas grpo --out` "
-                "writes there)"
+                f"{directory}: " + ", ".join(f"no {name}" for name in missing) + " (give the "
+                "--out directory of a `cdas grpo` run, such as docs/grpo)"
             )
-        warm = {k: v for k, v in json.loads(report.read_text()).items() if isinstance(v, float)}
+        settings = json.loads((directory / "settings.json").read_text())
+        report = json.loads((directory / "warmstart.json").read_text())
+        warm = {k: v for k, v in report.items() if isinstance(v, float)}
         steps: dict[str, dict[int, list[dict[str, float]]]] = {}
         with (directory / "steps.csv").open() as f:
             for row in csv.DictReader(f):
@@ -105,7 +112,7 @@ class Measured:
         for runs in steps.values():
             for rows in runs.values():
                 rows.sort(key=lambda r: r["step"])
-        return cls(settings, warm, steps)
+        return cls(directory, settings, warm, steps)
 
     def records(self) -> list[StepRecord]:
         """The real run's steps as the twin's records (the columns they share), so that the
@@ -127,11 +134,6 @@ class Measured:
         return int(str(self.settings["steps"]))
 
 
-def _window(rows: Sequence[dict[str, float]], step: int, column: str) -> float:
-    lo, hi = max(1, step - calibrate.WINDOW), min(len(rows), step + calibrate.WINDOW)
-    return float(np.mean([r[column] for r in rows[lo - 1 : hi]]))
-
-
 def measured_figure(run: Measured, arm: str, name: str, step: int) -> float:
     """``name`` at ``step`` of the real ``arm``, the mean over its seeds."""
     if step == 0:
@@ -139,7 +141,9 @@ def measured_figure(run: Measured, arm: str, name: str, step: int) -> float:
         return float(run.warm[key])
     rows = run.steps[arm].values()
     if name == "zero_gradient":
-        return float(np.mean([_window(r, step, "zero_gradient") for r in rows]))
+        return float(
+            np.mean([calibrate.window([x["zero_gradient"] for x in r], step) for r in rows])
+        )
     if name == "mean_zero_gradient":
         return float(np.mean([np.mean([x["zero_gradient"] for x in r]) for r in rows]))
     return float(np.mean([r[step - 1][name] for r in rows]))
