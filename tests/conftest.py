@@ -12,7 +12,7 @@ import pytest
 
 import cdas
 from cdas.core import snapshot as snapshot_format
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo, RunState
+from cdas.core.views import Advance, Batch, PromptInfo, ReportOutcome, RunInfo, RunState
 from tests.redis_servers import RedisServer
 
 StoreFactory = Callable[..., cdas.Store]
@@ -87,7 +87,7 @@ def comparable(value: Any) -> Any:
     snapshots as their decoded logical state (arrays bit for bit)."""
     if isinstance(value, RunInfo):
         return ("RunInfo", value.to_dict(), value.created)
-    if isinstance(value, Batch | ReportOutcome | PromptInfo | RunState):
+    if isinstance(value, Advance | Batch | ReportOutcome | PromptInfo | RunState):
         return (type(value).__name__, value.to_dict())
     if isinstance(value, list):
         return [comparable(v) for v in value]

@@ -41,7 +41,7 @@ def test_each_operation_is_declared_once() -> None:
             assert name not in seen, f"{name} in {part.__name__} and {seen[name]}"
             seen[name] = part.__name__
     assert set(seen) == {
-        "next_batch", "report_results", "put_run", "get_run", "list_runs", "delete_run",
+        "next_batch", "report_results", "advance", "put_run", "get_run", "list_runs", "delete_run",
         "add_prompts", "get_prompt", "get_state", "prompt_page", "export_prompts", "snapshot",
         "restore",
     }  # fmt: skip

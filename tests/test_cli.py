@@ -82,16 +82,36 @@ def test_bench_service_runs_every_door_against_a_served_process() -> None:
         "128",
         "--concurrency",
         "1,2",
+        "--stream-steps",
+        "1",
+        "--stream-runs",
+        "1,2",
     )
     assert done.returncode == 0, done.stderr
     rows = {
-        (cells[0], cells[1]): cells
+        (cells[0], cells[1], cells[2]): cells
         for cells in (line.split() for line in done.stdout.splitlines())
-        if len(cells) == 7 and cells[0] in ("library", "rest", "grpc")
+        if len(cells) == 8 and cells[1] in ("2-calls", "1-call")
     }
-    assert set(rows) == {(door, c) for door in ("library", "rest", "grpc") for c in ("1", "2")}
+    doors, ways = ("library", "rest", "grpc"), ("2-calls", "1-call")
+    assert set(rows) == {(d, w, c) for d in doors for w in ways for c in ("1", "2")}
     for cells in rows.values():
-        assert float(cells[2]) > 0  # p50 ms
-        assert float(cells[4]) > 0  # steps/s
-    assert rows[("library", "1")][5] == "1.00x"  # the baseline's own ratio
+        assert float(cells[3]) > 0  # p50 ms
+        assert float(cells[5]) > 0  # steps/s
+    assert rows[("library", "2-calls", "1")][6] == "1.00x"  # the baseline's own ratio
+    assert rows[("library", "1-call", "1")][6] == "1.00x"
     assert "REST p50 at concurrency 1 <= 10 ms" in done.stdout
+    assert "grpc one-call step p50 at concurrency 1 <= 8 ms" in done.stdout
+    streamed = {
+        (" ".join(cells[:-6]), cells[-6], cells[-5]): cells
+        for cells in (
+            line.split() for line in done.stdout.split("streamed results:")[1].splitlines()
+        )
+        if cells and cells[0] in ("library", "rest", "grpc", "one") and len(cells) >= 7
+    }
+    streams = [("library", "1"), ("library", "2"), ("one txn each", "1"), ("rest", "1")]
+    streams += [("rest", "2"), ("grpc", "1"), ("grpc", "2")]
+    assert set(streamed) == {(d, r, runs) for d, r in streams for runs in ("1", "2")}
+    for cells in streamed.values():
+        assert float(cells[-3]) > 0  # reports/s
+    assert "[met] every run ends identical to its results applied in one call" in done.stdout

@@ -197,7 +197,7 @@ def test_store_saves_and_loads_every_run(tmp_path) -> None:  # type: ignore[no-u
     assert loaded.list_runs() == coord.list_runs()
     assert_same_state(logical_state(loaded, "a"), logical_state(coord, "a"))
     assert loaded.next_batch("b", 0, 5) == coord.next_batch("b", 0, 5)
-    assert cdas.MemoryStore.load(tmp_path / "missing").list_runs() == []
+    assert cdas.MemoryStore.load(tmp_path / "missing").run_ids() == []
 
 
 def test_public_exports_are_honest() -> None:

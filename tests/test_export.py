@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import httpx
@@ -27,11 +27,14 @@ from cdas.coordinator import DEFAULT_PAGE, MAX_PAGE
 from cdas.core.views import PromptColumns, PromptInfo, PromptPage
 from cdas.export import COLUMNS, write
 from cdas.service.rest.app import create_app
+from cdas.store.base import Operation
 from cdas.store.redis.keys import RunKeys
 from cdas.v1 import coordinator_pb2 as pb
 from tests.redis_servers import RedisServer
 from tests.services import grpc_target, rest_url, running_service
 from tests.test_service_errors import assert_grpc_error, assert_rest_error, grpc_failure, stub_of
+
+T = TypeVar("T")
 
 EXPLICIT = ["alpha", "β-prompt", "with,comma", 'with "quotes"', "two\nlines"]
 """Ids after the 30 counted ones: non-ASCII, and what CSV has to quote."""
@@ -457,17 +460,18 @@ def test_clients_go_on_after_a_page_the_store_could_not_read() -> None:
     coord = cdas.Coordinator(cdas.MemoryStore())
     coord.put_run("big", prompts=BIG)
     expected = list(coord.export_prompts("big"))
-    read = coord.store.prompt_page
+    transact = coord.store.transact
     calls = 0
 
-    def flaky(run_id: str, start: int, limit: int) -> PromptPage:
+    def flaky(run_id: str, operation: Operation[T]) -> T:
         nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise cdas.StoreUnavailableError("the store is away for one read")
-        return read(run_id, start, limit)
+        if operation.name == "prompt_page":
+            calls += 1
+            if calls == 2:
+                raise cdas.StoreUnavailableError("the store is away for one read")
+        return transact(run_id, operation)
 
-    coord.store.prompt_page = flaky  # type: ignore[method-assign]
+    coord.store.transact = flaky  # type: ignore[method-assign]
     with running_service(coord) as service:
         with GrpcClient(grpc_target(service.bound)) as rpc:
             assert list(rpc.export_prompts("big")) == expected

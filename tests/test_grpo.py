@@ -22,8 +22,8 @@ from cdas_grpo.settings import PRESETS
 from cdas_grpo.warmstart import prompt_sets, warm_start
 
 import cdas
-from cdas.core.results import Result
-from cdas.core.views import ReportOutcome
+from cdas.core.results import ParsedResults, Result
+from cdas.core.views import Advance, ReportOutcome
 from cdas.service.process import serve_process
 from tests.redis_servers import RedisServer, free_port
 
@@ -42,11 +42,31 @@ class Recording(cdas.Coordinator):
         self.posted: list[tuple[int, list[Mapping[str, Any]]]] = []
 
     def report_results(
-        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result]
+        self,
+        run_id: str,
+        step: int,
+        results: Iterable[Mapping[str, Any] | Result] | ParsedResults,
     ) -> ReportOutcome:
+        given = self._record(step, results)
+        return super().report_results(run_id, step, given)
+
+    def advance(
+        self,
+        run_id: str,
+        step: int,
+        results: Iterable[Mapping[str, Any] | Result] | ParsedResults,
+        size: int,
+    ) -> Advance:
+        given = self._record(step, results)
+        return super().advance(run_id, step, given, size)
+
+    def _record(
+        self, step: int, results: Iterable[Mapping[str, Any] | Result] | ParsedResults
+    ) -> list[Mapping[str, Any] | Result]:
+        assert not isinstance(results, ParsedResults), "the trainer posts results as dicts"
         given = list(results)
         self.posted.append((step, [dict(r) for r in given if isinstance(r, Mapping)]))
-        return super().report_results(run_id, step, given)
+        return given
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ ENDPOINTS: list[tuple[str, str, tuple[str, ...]]] = [
     ("POST", "/v1/runs/r/prompts", ("ids", "count", "labels")),
     ("POST", "/v1/runs/r/batches", ("step", "size", "round")),
     ("POST", "/v1/runs/r/results", ("step", "results")),
+    ("POST", "/v1/runs/r/advance", ("step", "results", "size")),
 ]
 """The JSON endpoints, each with the fields of its body."""
 
@@ -53,6 +54,14 @@ VALID: dict[str, dict[str, Any]] = {
             {"prompt_id": "4", "rewards": [1.0, 0.0]},
             {"prompt_id": "5", "pass_rate": 0.5, "total": 4},
         ],
+    },
+    "/v1/runs/r/advance": {
+        "step": 1,
+        "results": [
+            {"prompt_id": "3", "correct": 1, "total": 8},
+            {"prompt_id": "4", "rewards": [1.0, 0.0]},
+        ],
+        "size": 4,
     },
 }
 """A valid body of each, for one field at a time to be made hostile."""

@@ -65,6 +65,7 @@ OPERATIONS = [
     "add_prompts",
     "next_batch",
     "report_results",
+    "advance",
     "get_prompt",
     "get_state",
     "snapshot",
@@ -456,9 +457,11 @@ def test_requests_are_counted_per_transport_and_operation() -> None:
                     expected.add(transport, name)
             batch = client.next_batch(run_id, 1, 3)
             client.report_results(run_id, 1, [correct(p, 3) for p in batch.prompt_ids])
+            client.advance(run_id, 1, [correct(p, 3) for p in batch.prompt_ids], 3)
             client.restore(f"{run_id}-copy", client.snapshot(run_id))
             client.delete_run(f"{run_id}-copy")
-            for name in ("next_batch", "report_results", "snapshot", "restore", "delete_run"):
+            names = ("next_batch", "report_results", "advance", "snapshot", "restore", "delete_run")
+            for name in names:
                 expected.add(transport, name)
         # not API operations: never counted
         with httpx.Client(base_url=url) as http:

@@ -19,6 +19,7 @@ JSON_CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v1/runs/r/prompts", {"count": 2}),
     ("POST", "/v1/runs/r/batches", {"step": 2, "size": 4}),
     ("POST", "/v1/runs/r/results", {"step": 1, "results": []}),
+    ("POST", "/v1/runs/r/advance", {"step": 1, "results": [], "size": 4}),
 ]
 
 NOT_JSON = [
@@ -95,6 +96,7 @@ REPEATED: list[tuple[str, str, bytes, str]] = [
         "correct",
     ),
     ("POST", "/v1/runs/r/batches", b'{"step": 2, "size": 4, "\\u0073tep": 3}', "step"),
+    ("POST", "/v1/runs/r/advance", b'{"step": 1, "results": [], "size": 4, "size": 5}', "size"),
 ]
 
 

@@ -30,8 +30,10 @@ from cdas_rollout.worker import RolloutWorker, StepReport, WorkerConfig, load_re
 
 import cdas
 from cdas.client import RestClient, RetryPolicy
+from cdas.core import snapshot as snapshot_format
 from cdas.core.results import Result
-from cdas.core.views import Batch, ReportOutcome
+from cdas.core.views import Advance, Batch, ReportOutcome
+from tests.conftest import assert_same_state, logical_state
 from tests.redis_servers import RedisServer, free_port
 from tests.services import serve_process
 from tests.tiny_lm import MathLM, build_math_lm
@@ -147,6 +149,30 @@ def assert_applied_exactly_once(
 # end to end, with an exact check of CDAS's update against the library on a MemoryStore
 
 
+class Recording:
+    """A coordinator client that logs the worker's step calls, ``(name, step)``."""
+
+    def __init__(self, inner: RestClient) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, int]] = []
+
+    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch:
+        self.calls.append(("next_batch", step))
+        return self.inner.next_batch(run_id, step, size, round)
+
+    def report_results(
+        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result]
+    ) -> ReportOutcome:
+        self.calls.append(("report_results", step))
+        return self.inner.report_results(run_id, step, results)
+
+    def advance(
+        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result], size: int
+    ) -> Advance:
+        self.calls.append(("advance", step))
+        return self.inner.advance(run_id, step, results, size)
+
+
 def test_worker_drives_cdas_end_to_end(
     math_lm: MathLM, backend: TransformersBackend, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -161,8 +187,9 @@ def test_worker_drives_cdas_end_to_end(
         RestClient(served.url, retry=RetryPolicy(for_seconds=30)) as client,
     ):
         assert client.put_run(run_id, strategy="cdas", seed=7, prompts=n).created
+        recording = Recording(client)
         worker = RolloutWorker(
-            client,
+            recording,
             dataset,
             backend,
             WorkerConfig(run_id, B, G, state_dir=tmp_path / "state", keep_completions=True),
@@ -171,7 +198,7 @@ def test_worker_drives_cdas_end_to_end(
         reports = []
         for step in range(1, 5):
             before = {pid: client.get_prompt(run_id, pid).difficulty for pid in dataset.ids}
-            report = worker.run_step(step)
+            report = worker.run_step(step, following=step < 4)
             reports.append(report)
             # the batch is the strategy's (same seed, same state: the same ids in process)
             expected = replay.next_batch(run_id, step, B)
@@ -214,6 +241,18 @@ def test_worker_drives_cdas_end_to_end(
         assert any(0 < rate < 1 for rate in rates)
         assert_applied_exactly_once(client, run_id, reports, 4, n)
         assert load_reports(tmp_path / "state") == reports
+        # each step's post carried the next step's batch, but the last; the run's whole state is
+        # the reference's, whose steps were asked and posted with the two calls
+        assert recording.calls == [
+            ("next_batch", 1),
+            ("advance", 1),
+            ("advance", 2),
+            ("advance", 3),
+            ("report_results", 4),
+        ]
+        assert_same_state(
+            snapshot_format.decode(client.snapshot(run_id)), logical_state(replay, run_id)
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,8 +388,9 @@ def test_worker_rides_out_a_coordinator_restart(
 
 class FaultyNetwork:
     """An HTTP proxy between the worker and the coordinator that answers 503 to every result
-    post of a step >= ``block_from`` (the post never reaches the coordinator): a network fault
-    the SDK retries, not a fake coordinator (everything else is forwarded)."""
+    post of a step >= ``block_from`` (``.../results`` and ``.../advance``: the post never reaches
+    the coordinator): a network fault the SDK retries, not a fake coordinator (everything else is
+    forwarded)."""
 
     def __init__(self, upstream: str) -> None:
         self.block_from: int | None = None
@@ -376,7 +416,7 @@ class FaultyNetwork:
                 limit = network.block_from
                 if (
                     self.command == "POST"
-                    and self.path.endswith("/results")
+                    and self.path.endswith(("/results", "/advance"))
                     and limit is not None
                     and json.loads(body)["step"] >= limit
                 ):
@@ -499,6 +539,14 @@ class DiesAfterPosting:
         if step == self.step:
             raise ProcessDiedError
         return outcome
+
+    def advance(
+        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result], size: int
+    ) -> Advance:
+        answer = self.inner.advance(run_id, step, results, size)
+        if step == self.step:
+            raise ProcessDiedError
+        return answer
 
 
 def test_a_post_applied_but_not_recorded_is_reposted_as_a_duplicate(

@@ -39,7 +39,7 @@ import redis
 import cdas
 from cdas.client import GrpcClient, RestClient
 from cdas.core.results import Result
-from cdas.core.views import Batch, PromptInfo, ReportOutcome, RunInfo
+from cdas.core.views import Advance, Batch, PromptInfo, ReportOutcome, RunInfo
 from cdas.sim.trainer import StepRecord, train
 from cdas.sim.twin import Twin, TwinParams
 from tests.balancer import RoundRobinBalancer
@@ -241,6 +241,46 @@ class SpreadTrainer:
             self.log.ok("lb", "get_run", run_id)
         return outcome
 
+    def advance(
+        self, run_id: str, step: int, given: Iterable[Mapping[str, Any] | Result], size: int
+    ) -> Advance:
+        """The one-call step as ``report_results`` is made (two ranks at once through both
+        processes, or half through one and a retry of all through the other, then again through
+        the balancer); the next step's batch is then what other ranks asking for it through
+        either process get, and another size for it is a 409."""
+        results = list(given)
+        k = self._turn("advance")
+        p, kind = k % 2, ("rest", "grpc")[(k // 2) % 2]
+        other = "grpc" if kind == "rest" else "rest"
+        n, half = len(results), len(results) // 2
+        first: Advance
+        if step % 4 == 2:
+            raced = self.log.race(
+                (f"grpc{p}", f"rest{1 - p}"), "advance", run_id, step, results, size
+            )
+            first, second = sorted(raced, key=lambda a: -a.report.applied)
+            assert (first.report.applied, second.report.applied, second.report.duplicates) == (
+                n,
+                0,
+                n,
+            )
+            assert (second.batch, second.report.competence) == (
+                first.batch,
+                first.report.competence,
+            )
+        else:
+            part: Advance = self.log.ok(f"{kind}{p}", "advance", run_id, step, results[:half], size)
+            first = self.log.ok(f"{other}{1 - p}", "advance", run_id, step, results, size)
+            assert (first.report.applied, first.report.duplicates) == (n - half, half)
+            assert first.batch == part.batch
+        again: Advance = self.log.ok("lb", "advance", run_id, step, results, size)
+        assert (again.report.applied, again.report.duplicates, again.batch) == (0, n, first.batch)
+        for door in (f"{kind}{1 - p}", f"{other}{p}", "lb"):  # other ranks ask for the batch
+            assert self.log.ok(door, "next_batch", run_id, step + 1, size, 0) == first.batch
+        if step % 3 == 0:
+            self.log.fails(cdas.ConflictError, "lb", "advance", run_id, step, results, size + 1)
+        return first
+
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         info: PromptInfo = self.log.ok("lb", "get_prompt", run_id, prompt_id)
         return info
@@ -276,6 +316,21 @@ class BalancedTrainer:
         if step % 2 == 0:
             self.log.ok("grpc1", "get_state", run_id)
         return outcome
+
+    def advance(
+        self, run_id: str, step: int, given: Iterable[Mapping[str, Any] | Result], size: int
+    ) -> Advance:
+        """As ``report_results``: the lost answer's report posted twice to the single process."""
+        results = list(given)
+        if self.lost == (run_id, step):
+            self.log.doors["lb"].advance(run_id, step, results, size)
+        answer: Advance = self.log.ok("lb", "advance", run_id, step, results, size)
+        again: Advance = self.log.ok("grpc1", "advance", run_id, step, results, size)
+        assert (again.report.applied, again.report.duplicates) == (0, len(results))
+        assert again.batch == answer.batch
+        if step % 2 == 0:
+            self.log.ok("grpc1", "get_state", run_id)
+        return answer
 
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         info: PromptInfo = self.log.ok("lb", "get_prompt", run_id, prompt_id)
@@ -577,7 +632,7 @@ def test_a_process_killed_mid_run_loses_nothing_and_applies_nothing_twice(
         balancer.arm_kill(
             lambda method, path, body: (
                 method == "POST"
-                and path == f"/v1/runs/{run_id}/results"
+                and path in (f"/v1/runs/{run_id}/results", f"/v1/runs/{run_id}/advance")
                 and body.startswith(f'{{"step":{step},'.encode())
             ),
             0,

@@ -288,6 +288,8 @@ def test_a_whole_float_gets_the_explained_422() -> None:
     for operation, method, path, body in (
         ("next_batch", "POST", "/v1/runs/r/batches", {"step": 2.0, "size": 4}),
         ("report_results", "POST", "/v1/runs/r/results", {"step": 1, "results": [result]}),
+        ("advance", "POST", "/v1/runs/r/advance", {"step": 1, "results": [result], "size": 4}),
+        ("advance", "POST", "/v1/runs/r/advance", {"step": 1, "results": [], "size": 4.0}),
         ("put_run", "PUT", "/v1/runs/w", {"strategy": "dynamic", "params": {"max_rounds": 3.0}}),
     ):
         answer = client.request(method, path, json=body)
@@ -330,11 +332,18 @@ def test_the_document_states_the_core_rules() -> None:
     assert state["history_from"]["maximum"] == MAX_STEP
     description = document["paths"]["/v1/runs/{run_id}/results"]["post"]["description"]
     assert "a result's correct is at most its total" in description
+    advance = schemas["AdvanceBody"]["properties"]
+    assert (advance["size"]["minimum"], advance["size"]["maximum"]) == (1, MAX_BATCH)
+    assert (advance["step"]["minimum"], advance["step"]["maximum"]) == (0, MAX_STEP - 1)
+    assert advance["results"]["items"] == schemas["ReportBody"]["properties"]["results"]["items"]
+    description = document["paths"]["/v1/runs/{run_id}/advance"]["post"]["description"]
+    assert "a result's correct is at most its total" in description
+    assert "a batch is at most the prompts the run holds" in description
 
 
 def test_the_links_chain_the_workflow() -> None:
-    """The stateful scenarios can reach every step of a training run: create, batch, results,
-    state, snapshot and restore."""
+    """The stateful scenarios can reach every step of a training run: create, batch, results
+    (or both in one: advance, again and again), state, snapshot and restore."""
     document = app.openapi()
     operations = {
         NAMES[m.upper(), p]: op for p, item in document["paths"].items() for m, op in item.items()
@@ -349,6 +358,8 @@ def test_the_links_chain_the_workflow() -> None:
     assert targets("put_run", "201") == targets("put_run", "200")
     assert {ids["report_results"], ids["get_prompt"]} <= targets("next_batch", "200")
     assert ids["get_state"] in targets("report_results", "200")
+    assert ids["advance"] in targets("put_run", "201") & targets("next_batch", "200")
+    assert {ids["advance"], ids["report_results"], ids["get_state"]} <= targets("advance", "200")
     assert ids["restore"] in targets("snapshot", "200")
 
 

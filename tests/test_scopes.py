@@ -83,6 +83,9 @@ def operations(snaps: dict[str, bytes]) -> dict[str, Callable[[Any, str], Any]]:
         "report_results": lambda c, run: c.report_results(
             run, 1, [{"prompt_id": "0", "correct": 1, "total": 8}]
         ),
+        "advance": lambda c, run: c.advance(
+            run, 1, [{"prompt_id": "0", "correct": 1, "total": 8}], 4
+        ),
         "get_prompt": lambda c, run: c.get_prompt(run, "0"),
         "get_state": lambda c, run: c.get_state(run),
         "snapshot": lambda c, run: c.snapshot(run),

@@ -350,6 +350,16 @@ def test_add_prompts_with_a_count_is_not_repeated_after_an_ambiguous_failure(
     assert (outcome.applied, outcome.duplicates) == (0, 6)  # the lost first try applied them
     assert coordinator.get_run("faults").results == 6
 
+    # and so is advance, the two in one call
+    batch = coordinator.next_batch("faults", 4, 6)
+    faults = Faults(["lost-answer", "forward"])
+    with _client(url, faults) as client:
+        answer = client.advance("faults", 4, _results(4, batch.prompt_ids), 6)
+    assert len(faults.requests) == 2
+    assert (answer.report.applied, answer.report.duplicates) == (0, 6)
+    assert answer.batch == coordinator.next_batch("faults", 5, 6)
+    assert coordinator.get_run("faults").results == 12
+
     # add_prompts is retried when surely not applied: refused, or the store said unreachable
     faults = Faults(["refused", "503"])
     with _client(url, faults) as client:

@@ -43,11 +43,13 @@ REQUESTS: list[tuple[type, Descriptor, set[str]]] = [
     (models.NextBatchBody, pb.NextBatchRequest.DESCRIPTOR, {"run_id"}),
     (models.ResultBody, pb.Result.DESCRIPTOR, set()),
     (models.ReportBody, pb.ReportResultsRequest.DESCRIPTOR, {"run_id"}),
+    (models.AdvanceBody, pb.AdvanceRequest.DESCRIPTOR, {"run_id"}),
 ]
 
 GRPC_ONLY: dict[str, set[str]] = {
     # a faster wire form of the same results (documented in the .proto), no REST twin
     "ReportResultsRequest": {"columns"},
+    "AdvanceRequest": {"columns"},
 }
 """Request fields only gRPC has, each an encoding of what REST already says."""
 
@@ -58,6 +60,7 @@ ANSWERS: list[tuple[type[models.Answer], Descriptor]] = [
     (models.Size, pb.AddPromptsResponse.DESCRIPTOR),
     (models.Batch, pb.Batch.DESCRIPTOR),
     (models.ReportResultsAnswer, pb.ReportResultsResponse.DESCRIPTOR),
+    (models.Advance, pb.AdvanceResponse.DESCRIPTOR),
     (models.Prompt, pb.Prompt.DESCRIPTOR),
     (models.RunState, pb.RunState.DESCRIPTOR),
     (models.StepSummary, pb.StepSummary.DESCRIPTOR),
@@ -83,6 +86,8 @@ MODEL_OF_MESSAGE: dict[str, type] = {
     "Result": models.ResultBody,
     "Prompt": models.Prompt,
     "PromptColumns": models.PromptColumns,
+    "Batch": models.Batch,
+    "ReportResultsResponse": models.ReportResultsAnswer,
 }
 
 SCALARS: dict[int, type] = {
@@ -183,10 +188,19 @@ def test_prompts_oneof_is_the_rest_union() -> None:
 
 
 def test_result_columns_are_the_correct_total_form() -> None:
-    """``ReportResultsRequest.columns`` (gRPC only) carries the correct/total form of
-    ``Result`` as parallel arrays of the same names and types."""
+    """``ReportResultsRequest.columns`` and ``AdvanceRequest.columns`` (gRPC only) carry the
+    correct/total form of ``Result`` as parallel arrays of the same names and types."""
     columns: Descriptor = pb.ReportResultsRequest.DESCRIPTOR.fields_by_name["columns"].message_type
     assert columns is pb.ResultColumns.DESCRIPTOR
+    assert pb.AdvanceRequest.DESCRIPTOR.fields_by_name["columns"].message_type is columns
+    for name in ("run_id", "step", "results"):
+        report = pb.ReportResultsRequest.DESCRIPTOR.fields_by_name[name]
+        field = pb.AdvanceRequest.DESCRIPTOR.fields_by_name[name]
+        assert (field.number, field.type, field.message_type) == (
+            report.number,
+            report.type,
+            report.message_type,
+        )
     result = pb.Result.DESCRIPTOR
     assert names(columns) == {"prompt_ids", "correct", "total"}
     for name, twin in (("prompt_ids", "prompt_id"), ("correct", "correct"), ("total", "total")):
@@ -242,6 +256,24 @@ def test_rest_answers_are_the_models_and_match_grpc(both_doors: tuple[httpx.Clie
     )
     assert (retry.applied, retry.duplicates) == (0, 2)  # one core behind both doors
 
+    body = {"step": 1, "results": results, "size": 4}
+    advance = http.post("/v1/runs/r/advance", json=body).json()
+    assert set(advance) == set(models.Advance.model_fields)
+    assert set(advance["report"]) == set(models.ReportResultsAnswer.model_fields)
+    assert set(advance["batch"]) == set(models.Batch.model_fields)
+    assert (advance["report"]["applied"], advance["batch"]["step"]) == (0, 2)
+    grpc_advance = stub.Advance(
+        pb.AdvanceRequest(
+            run_id="r",
+            step=1,
+            columns=pb.ResultColumns(
+                prompt_ids=[r["prompt_id"] for r in results], correct=[2, 2], total=[8, 8]
+            ),
+            size=4,
+        )
+    )
+    assert advance == wire.advance_view(grpc_advance).to_dict()  # a retry: the same answer
+
     run = http.get("/v1/runs/r").json()
     assert set(run) == set(models.Run.model_fields)
     assert set(run["counts"]) == set(models.Counts.model_fields)
@@ -289,13 +321,15 @@ OPERATIONS: dict[tuple[str, str], str] = {
     ("POST", "/v1/runs/{run_id}/prompts"): "AddPrompts",
     ("POST", "/v1/runs/{run_id}/batches"): "NextBatch",
     ("POST", "/v1/runs/{run_id}/results"): "ReportResults",
+    ("POST", "/v1/runs/{run_id}/advance"): "Advance",
     ("GET", "/v1/runs/{run_id}/prompts/{prompt_id}"): "GetPrompt",
     ("GET", "/v1/runs/{run_id}/state"): "GetState",
     ("GET", "/v1/runs/{run_id}/snapshot"): "Snapshot",
     ("PUT", "/v1/runs/{run_id}/snapshot"): "Restore",
     ("GET", "/v1/runs/{run_id}/prompts"): "ExportPrompts",
 }
-"""The 12 operations of API.md: REST method and path, and the gRPC method."""
+"""The 12 operations of API.md and the one-call step (advance): REST method and path, and the
+gRPC method."""
 
 HEALTH_PATHS = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
@@ -307,6 +341,7 @@ LIBRARY_METHODS = {
     "AddPrompts": "add_prompts",
     "NextBatch": "next_batch",
     "ReportResults": "report_results",
+    "Advance": "advance",
     "GetPrompt": "get_prompt",
     "GetState": "get_state",
     "Snapshot": "snapshot",
@@ -332,7 +367,7 @@ def test_every_rest_operation_has_a_grpc_method(openapi: dict[str, Any]) -> None
     rest = {op for op in openapi_operations(openapi) if op[1].startswith("/v1/")}
     assert rest == set(OPERATIONS)
     assert {m.name for m in SERVICE.methods} == set(OPERATIONS.values())
-    assert len(OPERATIONS) == 12
+    assert len(OPERATIONS) == 13
     streaming = {
         m.name: (m.client_streaming, m.server_streaming)
         for m in SERVICE.methods
@@ -434,6 +469,7 @@ def test_openapi_request_bodies_are_strict(openapi: dict[str, Any]) -> None:
         "AddPromptsBody": set(),
         "NextBatchBody": {"step", "size"},
         "ReportBody": {"step", "results"},
+        "AdvanceBody": {"step", "results", "size"},
         "ResultBody": {"prompt_id"},
         "CountPrompts": {"count"},
         "IdPrompts": {"ids"},

@@ -171,6 +171,19 @@ def results_rpc(step: int, *results: pb.Result) -> RpcRequest:
     )
 
 
+def advance_rpc(step: int, size: int, *results: pb.Result) -> RpcRequest:
+    return lambda run: (
+        "Advance",
+        pb.AdvanceRequest(run_id=run, step=step, results=list(results), size=size),
+    )
+
+
+def advance_rest(step: int, size: int, *results: dict[str, Any]) -> Rest:
+    return Rest(
+        "POST", "/v1/runs/{run}/advance", {"step": step, "results": list(results), "size": size}
+    )
+
+
 CASES = [
     # ------------------------------------------------------------ 404
     Case(
@@ -202,6 +215,16 @@ CASES = [
         lambda run: (
             "ReportResults",
             pb.ReportResultsRequest(run_id="nope", step=2, results=[ok_pb()]),
+        ),
+    ),
+    Case(
+        "unknown run (advance)",
+        "run_not_found",
+        ("'nope'",),
+        Rest("POST", "/v1/runs/nope/advance", {"step": 2, "results": [ok()], "size": 4}),
+        lambda run: (
+            "Advance",
+            pb.AdvanceRequest(run_id="nope", step=2, results=[ok_pb()], size=4),
         ),
     ),
     Case(
@@ -279,6 +302,13 @@ CASES = [
         ("size 5", "size 4"),
         Rest("POST", "/v1/runs/{run}/batches", {"step": 1, "size": 5}),
         lambda run: ("NextBatch", pb.NextBatchRequest(run_id=run, step=1, size=5)),
+    ),
+    Case(
+        "advance: the next step's batch issued with another size",
+        "conflict",
+        ("size 5", "size 4"),
+        advance_rest(0, 5, ok()),
+        advance_rpc(0, 5, ok_pb()),
     ),
     # ------------------------------------------------------------ 422
     Case(
@@ -560,6 +590,48 @@ CASES = [
         Rest("POST", "/v1/runs/{run}/results", {"step": 2, "results": [ok(), ok("zz")]}),
         results_rpc(2, ok_pb(), ok_pb("zz")),
     ),
+    Case(
+        "advance: negative step",
+        "invalid_argument",
+        ("step is -1",),
+        advance_rest(-1, 4, ok()),
+        advance_rpc(-1, 4, ok_pb()),
+    ),
+    Case(
+        "advance: batch size 0",
+        "invalid_argument",
+        ("size is 0",),
+        advance_rest(1, 0, ok()),
+        advance_rpc(1, 0, ok_pb()),
+    ),
+    Case(
+        "advance: batch larger than the run",
+        "invalid_argument",
+        ("21", "20"),
+        advance_rest(1, 21, ok()),
+        advance_rpc(1, 21, ok_pb()),
+    ),
+    Case(
+        "advance: unknown prompt ids in results",
+        "invalid_argument",
+        ("'zz'",),
+        advance_rest(2, 4, ok(), ok("zz")),
+        advance_rpc(2, 4, ok_pb(), ok_pb("zz")),
+    ),
+    Case(
+        "advance: correct above total",
+        "invalid_argument",
+        ("results[1].correct", "9"),
+        advance_rest(2, 4, ok(), {"prompt_id": "4", "correct": 9, "total": 8}),
+        advance_rpc(2, 4, ok_pb(), pb.Result(prompt_id="4", correct=9, total=8)),
+    ),
+    Case(
+        "advance: duplicate prompt ids in results",
+        "invalid_argument",
+        ("'3'",),
+        advance_rest(2, 4, ok(), ok("5"), ok()),
+        advance_rpc(2, 4, ok_pb(), ok_pb("5"), ok_pb()),
+    ),
     # ------------------------------------------------------------ gRPC only: result columns
     Case(
         "columns of unequal length",
@@ -632,6 +704,36 @@ CASES = [
             ),
         ),
     ),
+    Case(
+        "advance: columns of unequal length",
+        "invalid_argument",
+        ("columns", "2 prompt ids"),
+        None,
+        lambda run: (
+            "Advance",
+            pb.AdvanceRequest(
+                run_id=run,
+                step=2,
+                columns=pb.ResultColumns(prompt_ids=["3", "4"], correct=[1], total=[8, 8]),
+                size=4,
+            ),
+        ),
+    ),
+    Case(
+        "advance: correct above total in columns",
+        "invalid_argument",
+        ("9",),
+        None,
+        lambda run: (
+            "Advance",
+            pb.AdvanceRequest(
+                run_id=run,
+                step=2,
+                columns=pb.ResultColumns(prompt_ids=["3", "4"], correct=[1, 9], total=[8, 8]),
+                size=4,
+            ),
+        ),
+    ),
     # ------------------------------------------------------------ REST only: JSON itself
     Case(
         "wrong JSON type: correct is a string",
@@ -684,6 +786,18 @@ CASES = [
         "invalid_argument",
         ("step is missing",),
         Rest("POST", "/v1/runs/{run}/batches", {"size": 4}),
+    ),
+    Case(
+        "advance: size missing",
+        "invalid_argument",
+        ("size is missing",),
+        Rest("POST", "/v1/runs/{run}/advance", {"step": 2, "results": [ok()]}),
+    ),
+    Case(
+        "advance: wrong JSON type: size is a string",
+        "invalid_argument",
+        ("size", "'4'"),
+        Rest("POST", "/v1/runs/{run}/advance", {"step": 2, "results": [ok()], "size": "4"}),
     ),
     Case(
         "extra unknown field",

@@ -130,6 +130,7 @@ def scenario(r: Recorder) -> None:
     r.ok("add_prompts", "cu", CU_IDS[40:], labels=[float(1 + i % 5) for i in range(10)])
     r.ok("put_run", "pri", strategy="prioritized", seed=9, prompts=40)
     r.ok("add_prompts", "pri", 24)
+    r.ok("put_run", "adv", strategy="cdas", seed=13, prompts=60)
     r.attempt("put_run", "bad", strategy="nope", prompts=10)
     r.attempt("put_run", "bad", strategy="cdas", params={"bogus": 1}, prompts=10)
     r.attempt("put_run", "bad id!", strategy="cdas", prompts=10)
@@ -137,6 +138,7 @@ def scenario(r: Recorder) -> None:
     r.attempt("put_run", "bad", strategy="curriculum", prompts=["a", "b"], labels={"a": 1.0})
     r.ok("list_runs")
 
+    advanced = r.ok("next_batch", "adv", 0, 10)
     for step in range(5):
         # cdas: counts; a retry of the batch and of the results; results from outside the batch
         batch = r.ok("next_batch", "cd", step, 16)
@@ -166,6 +168,13 @@ def scenario(r: Recorder) -> None:
         # prioritized: every form in one request
         got = r.ok("next_batch", "pri", step, 12)
         r.ok("report_results", "pri", step, _results(step, got.prompt_ids, "mixed"))
+
+        # the one-call step: counts (gRPC columns) and every form in turn; a retry
+        results = _results(step, advanced.prompt_ids, "mixed" if step % 2 else "counts")
+        answer = r.ok("advance", "adv", step, results, 10)
+        again = r.ok("advance", "adv", step, results, 10)
+        assert again.batch == answer.batch
+        advanced = answer.batch
 
         r.ok("get_state", "cd")
         r.ok("get_run", "dy")
@@ -201,6 +210,15 @@ def scenario(r: Recorder) -> None:
     )
     r.attempt("report_results", "cd", -2, [{"prompt_id": "c-0", "correct": 1, "total": 8}])
     r.attempt("report_results", "nope", 0, [{"prompt_id": "c-0", "correct": 1, "total": 8}])
+    one = [{"prompt_id": "1", "correct": 1, "total": 8}]
+    r.attempt("advance", "adv", 4, [*one, {"prompt_id": "nope", "correct": 1, "total": 8}], 10)
+    r.attempt("advance", "adv", 4, [*one, {"prompt_id": "2", "correct": 9, "total": 8}], 10)
+    r.attempt("advance", "adv", 4, [*one, {"prompt_id": "2", "rewards": [1.0, float("nan")]}], 10)
+    r.attempt("advance", "adv", 4, one, 11)  # step 5's batch was issued with size 10
+    r.attempt("advance", "adv", 5, one, 61)
+    r.attempt("advance", "adv", 5, one, 0)
+    r.attempt("advance", "adv", -1, one, 10)
+    r.attempt("advance", "nope", 0, one, 10)
     r.attempt("get_prompt", "cd", "missing")
     r.attempt("get_prompt", "cd", "x" * 300)
     r.attempt("get_prompt", "nope", "c-0")
@@ -210,6 +228,7 @@ def scenario(r: Recorder) -> None:
     r.attempt("restore", "broken", b"not a snapshot")
     r.attempt("delete_run", "nope")
     r.ok("get_run", "cd")  # the invalid requests changed nothing
+    r.ok("get_state", "adv")
 
     # snapshot, restore under a new id, continue both identically
     data = r.ok("snapshot", "cd")
@@ -515,6 +534,10 @@ EDGE_PROBES: dict[str, tuple[str, tuple[Any, ...], dict[str, Any]]] = {
         {},
     ),
     "labels-list-of-wrong-length": ("add_prompts", (R, ["z"]), {"labels": [1.0, 2.0]}),
+    "advance-no-results": ("advance", (R, 0, [], 2), {}),
+    "advance-empty-rewards": ("advance", (R, 0, [{"prompt_id": "1", "rewards": []}], 2), {}),
+    "advance-past-the-last-step": ("advance", (R, 2**31 - 1, [], 2), {}),
+    "advance-size-beyond-int64": ("advance", (R, 0, [], 2**63), {}),
 }
 
 

@@ -23,6 +23,7 @@ import cdas
 from cdas.client import AsyncRestClient, GrpcClient, RestClient
 from cdas.core.views import PromptInfo, RunState
 from cdas.service.server import Service
+from cdas.store.base import Operation
 from cdas.v1 import coordinator_pb2 as pb
 from tests.conftest import assert_same_state, group_results, logical_state
 from tests.redis_servers import RedisServer
@@ -187,8 +188,8 @@ def test_memory_and_redis_give_identical_states(redis_server: RedisServer) -> No
             assert a == b
         # the stores' own reads: the history left out on request, nothing else changed
         for store in stores:
-            full = store.get_state("r", 7, True)
-            light = store.get_state("r", 7, False)
+            full = store.transact("r", Operation("get_state", lambda e: e.state(7, True)))
+            light = store.transact("r", Operation("get_state", lambda e: e.state(7, False)))
             assert full.history
             assert light.history == []
             assert dataclasses.replace(full, history=[]) == light

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests import gpu_stubs
 
@@ -157,12 +159,28 @@ def zero_gradient(rewards: list[float]) -> bool:
     return min(rewards) == max(rewards)
 
 
+def requests(url: str) -> Counter[str]:
+    """The service's answered requests by operation (its ``/metrics``: the request latency
+    histogram's counts, REST and gRPC together)."""
+    counts: Counter[str] = Counter()
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        if family.name == "cdas_request_duration_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_count"):
+                    counts[sample.labels["operation"]] += int(sample.value)
+    return counts
+
+
 def test_grpo_trains_on_the_coordinators_batches_and_posts_every_group(
     data: Data, tmp_path: Path, coordinator: tuple[str, cdas.Coordinator]
 ) -> None:
     url, library = coordinator
     recorder = train(data, tmp_path, url, "grpo", "--coordinator.steps_per_episode", "3")
     groups = engine_groups(recorder)
+    # step t's groups go with step t + 1's batch in one call; the episode's last step is posted
+    # on its own, and no batch is asked for a step that never comes
+    calls = requests(url)
+    assert (calls["next_batch"], calls["advance"], calls["report_results"]) == (1, 2, 1)
 
     # the engine's answers were graded by math-verify as scripted: k right, G - k wrong
     for text, runs in groups.items():
@@ -297,7 +315,7 @@ def test_the_loader_rides_out_a_coordinator_outage_without_losing_or_repeating_r
         times["done"] = time.monotonic()
         assert len(servers) == 2
     assert times["down"] + 2.0 <= times["back"] <= times["done"]
-    assert len(recorder.trained) == 3  # steps 1 and 2 were served by the restarted coordinator
+    assert len(recorder.trained) == 3  # step 1's results and step 2 went to the restarted one
     run = library.get_run("outage")
     assert (run.step, run.results, run.duplicates, run.rollouts) == (2, 3 * B, 0, 3 * B * G)
     assert [h.step for h in library.get_state("outage").history] == [0, 1, 2]

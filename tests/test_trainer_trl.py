@@ -53,6 +53,7 @@ from trl.trainer.grpo_config import GRPOConfig
 import cdas
 from cdas.client.prompt_ids import PromptIdError, prompt_ids
 from cdas.service.process import serve_process
+from tests.conftest import assert_same_state, logical_state
 from tests.redis_servers import RedisServer, free_port
 from tests.tiny_lm import build_tiny_lm
 
@@ -197,6 +198,10 @@ class RecordingClient:
     def report_results(self, run_id: str, step: int, results: Any) -> Any:
         self.calls.append(("report_results", step))
         return self.library.report_results(run_id, step, results)
+
+    def advance(self, run_id: str, step: int, results: Any, size: int) -> Any:
+        self.calls.append(("advance", step))
+        return self.library.advance(run_id, step, results, size)
 
 
 def expected_layout(coord: Any, run: str, step: int, size: int) -> list[str]:
@@ -398,20 +403,43 @@ def test_cdas_serve_on_redis_feeds_trl_and_a_resume_applies_nothing_twice(
     store.close()
 
 
-def test_each_steps_results_are_posted_before_the_next_batch_is_asked_for(
+def test_each_steps_results_go_with_the_next_steps_ask_and_end_as_results_posted_by_hand(
     model_dir: Path, tmp_path: Path
 ) -> None:
     """A ready client (``CoordinatorSettings.client``) sees the trainer's calls in order, whatever
-    accelerate's dataloader fetched ahead."""
-    client = RecordingClient()
-    made = trainer(model_dir, config(tmp_path), CoordinatorSettings(run="ordered", client=client))
+    accelerate's dataloader fetched ahead: step t's results go with step t + 1's ask in one
+    ``advance``, the last step's with ``report_results``. The run's whole state is that of the
+    same batches and rewards posted by hand with the two calls."""
+    client, recorder = RecordingClient(), Recorder()
+    settings = CoordinatorSettings(run="ordered", client=client)
+    made = trainer(model_dir, config(tmp_path), settings, recorder)
     made.train()
     assert client.calls == [
         ("put_run", 0),
-        *[(call, step) for step in (1, 2, 3) for call in ("next_batch", "report_results")],
+        ("next_batch", 1),
+        ("advance", 1),
+        ("advance", 2),
+        ("report_results", 3),
     ]
     assert not (tmp_path / "checkpoint-3").exists()
     assert client.library.get_run("ordered").results == 3 * 2  # 4 rows a step: 2 prompts x G
+    assert (made.applied, made.duplicates) == (3 * 2, 0)
+
+    rows = [row(i) for i in range(ROWS)]
+    ids = prompt_ids(rows, None, "prompt", None)
+    qid_of = dict(zip(ids, (r["qid"] for r in rows), strict=True))
+    by_hand = cdas.Coordinator(cdas.MemoryStore())
+    by_hand.put_run("ordered", "cdas", {}, 0, ids)
+    assert len(recorder.train) == 3
+    for step, generated in enumerate(recorder.train, start=1):
+        batch = by_hand.next_batch("ordered", step, 2).prompt_ids
+        assert generated == [qid_of[p] for p in batch for _ in range(G)], step
+        results = [  # the weighted sum: correct x 1 + style 0.8 x 0.5
+            {"prompt_id": p, "rewards": [(i < right_answers(qid_of[p])) + 0.4 for i in range(G)]}
+            for p in batch
+        ]
+        by_hand.report_results("ordered", step, results)
+    assert_same_state(logical_state(client.library, "ordered"), logical_state(by_hand, "ordered"))
 
 
 # -- what the integration refuses -----------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The OpenRLHF integration's parts on their own: the loader's mapping of draws onto coordinator
 rounds and episodes, prompt ids, the settings that travel to the trainer actor, the launcher's
 command line. The library coordinator (``cdas.Coordinator`` on a ``MemoryStore``) stands in for
-the service: the loader only calls ``next_batch`` and ``report_results``, the same on both."""
+the service: the loader only calls ``next_batch``, ``report_results`` and ``advance``, the same on
+both."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from cdas_openrlhf.version import OpenRLHFVersionError, check_openrlhf_version  
 
 import cdas  # noqa: E402
 from cdas.client.prompt_ids import PromptIdError, content_id, prompt_ids  # noqa: E402
+from tests.conftest import assert_same_state, logical_state  # noqa: E402
 
 N, B = 20, 4
 
@@ -94,6 +96,75 @@ def test_groups_are_posted_before_a_further_round_and_at_the_end_of_the_step() -
         assert coord.get_prompt("run", pid).last_step == 0
     assert coord.get_prompt("run", ids_of(texts)[0]).last_pass_rate == 0.25
     assert (loader.applied, loader.duplicates) == (B, 0)
+
+
+class Recording:
+    """A coordinator client that logs the loader's step calls, ``(name, step, round)``."""
+
+    def __init__(self, inner: cdas.Coordinator) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, int, int]] = []
+
+    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Any:
+        self.calls.append(("next_batch", step, round))
+        return self.inner.next_batch(run_id, step, size, round)
+
+    def report_results(self, run_id: str, step: int, results: Any) -> Any:
+        self.calls.append(("report_results", step, 0))
+        return self.inner.report_results(run_id, step, results)
+
+    def advance(self, run_id: str, step: int, results: Any, size: int) -> Any:
+        self.calls.append(("advance", step, 0))
+        return self.inner.advance(run_id, step, results, size)
+
+
+def rewards_of(text: str) -> list[float]:
+    """A group's rewards by prompt: prompt i gets i % 4 of its 3 rollouts right (some all right,
+    some all wrong)."""
+    right = int(text.split()[1]) % 4
+    return [1.0 if k < right else 0.0 for k in range(3)]
+
+
+def results(texts: list[str]) -> list[dict[str, Any]]:
+    """The groups' results, posted by hand."""
+    return [{"prompt_id": ids_of([t])[0], "rewards": rewards_of(t)} for t in texts]
+
+
+def test_a_steps_last_post_carries_the_next_steps_batch_and_ends_as_posted_by_hand() -> None:
+    """Inside an episode, the end of step t posts with ``advance`` and its answer is step
+    t + 1's round 0 (drawn without another call); the episode's last step posts with
+    ``report_results``. The run ends as the same draws and results with the two calls leave it."""
+    loader, coord = make_loader("cdas", steps_per_episode=2)
+    recording = Recording(coord)
+    loader.client = recording
+    by_hand = cdas.Coordinator(cdas.MemoryStore())
+    by_hand.put_run("run", "cdas", {}, seed=3, prompts=[f"p{i}" for i in range(N)])
+    it = iter(loader)
+    for step in range(2):
+        texts = draw(it, B)
+        for text in texts:
+            loader.record_group(text, text.split()[1], rewards_of(text))
+        (refill,) = draw(it, 1)  # round 1: the step's first B groups are posted first
+        loader.record_group(refill, refill.split()[1], rewards_of(refill))
+        loader.end_step()
+
+        assert ids_of(texts) == by_hand.next_batch("run", step, B).prompt_ids
+        by_hand.report_results("run", step, results(texts))
+        assert ids_of([refill]) == by_hand.next_batch("run", step, B, 1).prompt_ids[:1]
+        by_hand.report_results("run", step, results([refill]))
+    with pytest.raises(StopIteration):
+        next(it)
+    assert recording.calls == [
+        ("next_batch", 0, 0),
+        ("report_results", 0, 0),
+        ("next_batch", 0, 1),
+        ("advance", 0, 0),  # step 0's last group, step 1's round 0
+        ("report_results", 1, 0),
+        ("next_batch", 1, 1),
+        ("report_results", 1, 0),  # the episode's last step: no batch of step 2
+    ]
+    assert (loader.applied, loader.duplicates) == (2 * (B + 1), 0)
+    assert_same_state(logical_state(coord, "run"), logical_state(by_hand, "run"))
 
 
 def test_a_regenerated_step_gets_the_same_prompts_and_its_results_count_once() -> None:

@@ -22,8 +22,10 @@ from cdas_verl.sampler import (
     RoundsExhaustedError,
     SamplerStateError,
     UnsupportedSetupError,
+    _total_steps,
 )
 from cdas_verl.settings import SettingsError
+from omegaconf import OmegaConf
 from verl import DataProto
 
 import cdas
@@ -54,20 +56,29 @@ def test_each_step_trains_on_the_coordinators_batch_and_ends_as_results_posted_b
     data: Path, tmp_path: Path
 ) -> None:
     """Embedded coordinator, CDAS: three verl steps, each generating on next_batch(run, step, B)
-    in verl's layout (each prompt G times in a row); every group posted once, at its step; the
-    run's whole state equals the same results posted by hand."""
+    in verl's layout (each prompt G times in a row); every group posted once, at its step, with
+    the next step's batch in the same advance call but the last; the run's whole state equals
+    the same results posted by hand with next_batch and report_results."""
     rollouts = harness.Rollouts()
     ppo = harness.trainer(harness.config(data, tmp_path / "out", *run_keys("toy")), rollouts)
     sampler = harness.sampler_of(ppo)
     assert isinstance(sampler, CoordinatorSampler)  # loaded by verl's create_rl_sampler
+    assert sampler.total_steps == 3  # trainer.total_training_steps, read from verl's config
+    coordinator = sampler.client
+    assert isinstance(coordinator, cdas.Coordinator)
+    recording = harness.recorded(ppo)
     ppo.fit()
+    assert recording.calls == [
+        ("next_batch", 1, 0),
+        ("advance", 1, 0),  # step 1's groups, step 2's batch
+        ("advance", 2, 0),
+        ("report_results", 3, 0),  # verl's last step: no batch 4
+    ]
 
     steps = harness.served(rollouts, G)
     assert len(steps) == 3
     for call in rollouts.calls:
         assert call == [p for p in call[::G] for _ in range(G)]  # interleaved: G copies in a row
-    coordinator = sampler.client
-    assert isinstance(coordinator, cdas.Coordinator)
     for step, ids in enumerate(steps, start=1):
         assert ids == list(coordinator.next_batch("toy", step, B).prompt_ids)
     assert (sampler.applied, sampler.duplicates, sampler.step) == (3 * B, 0, 4)
@@ -131,8 +142,12 @@ def test_cdas_serve_on_redis_feeds_verl_and_a_resume_applies_nothing_twice(
                            "trainer.save_freq=2"),
             first,
         )  # fmt: skip
+        recording = harness.recorded(ppo)
         ppo.fit()
         assert harness.sampler_of(ppo).applied == 3 * B
+        assert [name for name, _, _ in recording.calls] == [
+            "next_batch", "advance", "advance", "report_results",
+        ]  # fmt: skip
         steps = harness.served(first, G)
         for step, ids in enumerate(steps, start=1):
             assert ids == list(library.next_batch("served", step, B).prompt_ids)
@@ -153,8 +168,15 @@ def test_cdas_serve_on_redis_feeds_verl_and_a_resume_applies_nothing_twice(
             ),
             again,
         )  # fmt: skip
+        recording = harness.recorded(resumed)
         resumed.fit()
         sampler = harness.sampler_of(resumed)
+        # verl's steps 3 and 4 are coordinator steps 2 and 3: step 2 asked again, 4 the last
+        assert recording.calls == [
+            ("next_batch", 2, 0),
+            ("advance", 2, 0),
+            ("report_results", 3, 0),
+        ]
         assert harness.served(again, G) == steps[1:]
         assert (sampler.applied, sampler.duplicates) == (0, 2 * B)
         after = library.get_run("served").to_dict()
@@ -202,12 +224,18 @@ def test_dapo_draws_inside_a_step_are_the_steps_rounds_and_every_group_is_posted
         harness.config(data, tmp_path / "out", *run_keys("dapo", strategy=strategy)), rollouts
     )
     sampler = harness.sampler_of(ppo)
+    coordinator = sampler.client
+    assert isinstance(coordinator, cdas.Coordinator)
+    recording = harness.recorded(ppo)
     batches = iter(ppo.train_dataloader)
     dapo_step(sampler, batches, rollouts, wanted=B)
     rounds = harness.served(rollouts, G)
     assert len(rounds) >= 2  # the toy rewards leave some groups without variance
-    coordinator = sampler.client
-    assert isinstance(coordinator, cdas.Coordinator)
+    # every round posted by report(); update() ends the step and asks for step 2 in one call
+    assert recording.calls[-1] == ("advance", 1, 0)
+    assert [c for c in recording.calls if c[0] == "next_batch"] == [
+        ("next_batch", 1, r) for r in range(len(rounds))
+    ]
     for round_, ids in enumerate(rounds):
         assert ids == list(coordinator.next_batch("dapo", 1, B, round_).prompt_ids)
     generated = [p for ids in rounds for p in ids]
@@ -222,6 +250,7 @@ def test_dapo_draws_inside_a_step_are_the_steps_rounds_and_every_group_is_posted
     assert harness.served(rollouts, G)[len(rounds)] == list(
         coordinator.next_batch("dapo", 2, B).prompt_ids
     )
+    assert ("next_batch", 2, 0) not in recording.calls  # round 0 came with the advance
 
 
 def test_a_step_that_draws_past_max_rounds_is_refused_naming_the_setting(
@@ -261,6 +290,41 @@ def test_verl_settings_the_sampler_cannot_work_with_are_refused_at_start(
             harness.config(data, out, *run_keys("x"), "data.train_batch_size=16"),
             harness.Rollouts(),
         )
+
+
+def test_verls_last_step_is_read_from_the_config_the_sampler_belongs_to() -> None:
+    """``trainer.total_training_steps``, capped by the passes ``trainer.total_epochs`` allows,
+    as ``RayPPOTrainer`` stops; a data config on its own says nothing (no ``advance``)."""
+
+    def last(steps: int | None, epochs: int | None) -> int | None:
+        whole = OmegaConf.create(
+            {"data": {}, "trainer": {"total_training_steps": steps, "total_epochs": epochs}}
+        )
+        return _total_steps(whole.data, 3)
+
+    assert (last(None, 2), last(4, 2), last(10, 2), last(4, None), last(None, None)) == (
+        6, 4, 6, 4, None,
+    )  # fmt: skip
+    assert _total_steps(OmegaConf.create({"train_batch_size": 4}), 3) is None
+
+
+def test_a_resume_without_verls_step_in_the_state_posts_without_advance(
+    data: Path, tmp_path: Path
+) -> None:
+    """A sampler state saved before it held verl's global step: the sampler cannot tell verl's
+    last step, so every step posts with report_results and asks with next_batch."""
+    ppo = harness.trainer(
+        harness.config(data, tmp_path / "out", *run_keys("old")), harness.Rollouts()
+    )
+    sampler = harness.sampler_of(ppo)
+    state = sampler.state_dict()
+    assert state["global_step"] == 1
+    del state["global_step"]
+    sampler.load_state_dict(state)
+    assert sampler.global_step is None
+    recording = harness.recorded(ppo)
+    ppo.fit()
+    assert [name for name, _, _ in recording.calls] == ["next_batch", "report_results"] * 3
 
 
 def test_a_checkpoint_of_another_run_is_refused(data: Path, tmp_path: Path) -> None:

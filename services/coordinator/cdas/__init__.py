@@ -23,6 +23,7 @@ from cdas.core.errors import (
 from cdas.core.results import Result
 from cdas.core.strategies import REGISTRY as STRATEGIES
 from cdas.core.views import (
+    Advance,
     Batch,
     PromptColumns,
     PromptInfo,
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "STRATEGIES",
+    "Advance",
     "Batch",
     "CdasError",
     "ConflictError",

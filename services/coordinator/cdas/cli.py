@@ -314,13 +314,23 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_bench_service(args: argparse.Namespace) -> int:
     from cdas.bench import service as service_bench
+    from cdas.bench.streaming import stream_targets
 
     sizes = args.sizes or ([10**4] if args.quick else [10**6])
     steps = args.steps or (30 if args.quick else 200)
-    rows = service_bench.run(
-        args.url, sizes, args.batch, steps, args.seed, args.concurrency, progress=_progress
+    rows, streamed, identical = service_bench.run(
+        args.url,
+        sizes,
+        args.batch,
+        steps,
+        args.seed,
+        args.concurrency,
+        progress=_progress,
+        stream_steps=args.stream_steps if args.stream_steps is not None else 4,
+        stream_runs=tuple(int(c) for c in args.stream_runs.split(",") if c),
     )
-    missed = any("MISSED" in line for line in service_bench.targets(rows))
+    lines = service_bench.targets(rows) + stream_targets(streamed, identical)
+    missed = any("MISSED" in line for line in lines)
     return 1 if (args.check and missed) else 0
 
 
@@ -497,6 +507,16 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_flags(svc, "1e6")
     svc.add_argument("--url", help="a Redis to use (default: start a private redis-server)")
     svc.add_argument("--concurrency", default="1,16", help="concurrent trainers (default 1,16)")
+    svc.add_argument(
+        "--stream-steps",
+        type=int,
+        help="steps of B results per run posted one group per call by 64 writers, per door, "
+        "into one run (into 16 runs: this over 16, at least 1); 0 leaves streaming out "
+        "(default 4)",
+    )
+    svc.add_argument(
+        "--stream-runs", default="1,16", help="runs the writers stream into (default 1,16)"
+    )
     svc.set_defaults(func=cmd_bench_service)
 
     for name, (text, _install) in PLUGINS.items():

@@ -1,14 +1,23 @@
 """The coordinator: the one object every front door (library, REST, gRPC) calls.
 
-It validates and normalizes each request (ids, steps, sizes, strategy and params, prompt specs),
-then hands it to the store, which applies it atomically. It holds no run state itself, so any
+It checks and parses each request once (ids, steps, sizes, strategy and params, prompt specs,
+results into columns), then hands the store one ``Operation``: the engine method to run on the
+run, which the store runs atomically (``cdas.store.base``). It holds no run state itself, so any
 number of coordinators may share one store.
+
+A call, door to Redis and back: the door decodes its wire form (``service/rest/app.py``,
+``service/grpc_server.py``) and calls a method here; the method checks and parses, and calls
+``store.transact``; ``RedisStore.transact`` reads the run (``LOAD``), runs the engine
+(``core/engine.py``) on it, and commits its writes in one script; the answer (a view of
+``core/views.py``) goes back up, and the door encodes it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
+
+import numpy as np
 
 from cdas.core.config import (
     DEFAULT_MAX_PROMPTS,
@@ -17,22 +26,33 @@ from cdas.core.config import (
     RunConfig,
     check_prompt_count,
 )
-from cdas.core.errors import InvalidArgumentError
+from cdas.core.engine import RunEngine
+from cdas.core.errors import InvalidArgumentError, RunNotFoundError
 from cdas.core.requests import (
     DEFAULT_PAGE,
     MAX_BATCH,
     MAX_FRONTIER,
     MAX_PAGE,
     Paging,
+    check_advance_request,
     check_batch_request,
     check_export_request,
     check_page_request,
     check_state_request,
 )
-from cdas.core.results import Result
-from cdas.core.validate import check_int, check_prompt_id, check_run_id, check_step, describe
-from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
-from cdas.store.base import Store
+from cdas.core.results import ParsedResults, Result, parse_results
+from cdas.core.validate import check_int, check_prompt_id, check_run_id, check_step
+from cdas.core.views import (
+    Advance,
+    Batch,
+    PromptInfo,
+    PromptPage,
+    ReportOutcome,
+    RunInfo,
+    RunState,
+)
+from cdas.store.base import Operation, Store
+from cdas.store.group_commit import GroupCommit
 
 __all__ = [
     "DEFAULT_PAGE",
@@ -72,6 +92,7 @@ class Coordinator:
         max_prompts: int = DEFAULT_MAX_PROMPTS,
     ) -> None:
         self.store = store
+        self.commits = GroupCommit(store)
         self.observers = list(observers)
         self.max_prompts = check_int("max_prompts", max_prompts, 1, MAX_PROMPTS)
 
@@ -97,14 +118,21 @@ class Coordinator:
         return self.store.put_run(run_id, config, spec)
 
     def get_run(self, run_id: str) -> RunInfo:
-        return self.store.get_run(check_run_id(run_id))
+        return self.store.transact(check_run_id(run_id), Operation("get_run", RunEngine.info))
 
     def list_runs(self) -> list[RunInfo]:
-        return self.store.list_runs()
+        """Every run, by id. O(runs) store calls."""
+        out = []
+        for run_id in self.store.run_ids():
+            try:
+                out.append(self.store.transact(run_id, Operation("list_runs", RunEngine.info)))
+            except RunNotFoundError:
+                continue  # deleted since the listing
+        return out
 
     def delete_run(self, run_id: str) -> RunInfo:
         """Delete the run; returns it as it was (both front doors answer it)."""
-        run = self.store.get_run(check_run_id(run_id))
+        run = self.get_run(run_id)
         self.store.delete_run(run_id)
         for observer in self.observers:
             observer.run_deleted(run_id)
@@ -127,37 +155,78 @@ class Coordinator:
                 'give "ids": [...] (or "count": N) to add prompts', field="ids"
             )
         spec = PromptSpec.parse(ids, labels, self.max_prompts)
-        size = self.store.get_run(run_id).size
-        check_prompt_count("add_prompts", size + spec.size, self.max_prompts)
-        return self.store.add_prompts(run_id, spec)
+        limit = self.max_prompts
+
+        def body(engine: RunEngine) -> int:
+            check_prompt_count("add_prompts", engine.scalars.n + spec.size, limit)
+            return engine.add_prompts(spec)
+
+        return self.store.transact(run_id, Operation("add_prompts", body))
 
     # ------------------------------------------------------------------ steps
     def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch:
         """The prompts of ``step`` (round ``round``); the same answer for the same request."""
         check_batch_request(run_id, step, size, round)
-        return self.store.next_batch(run_id, step, size, round)
+
+        def body(engine: RunEngine) -> Batch:
+            return engine.next_batch(step, size, round)
+
+        return self.store.transact(run_id, Operation("next_batch", body, step))
 
     def report_results(
-        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result]
+        self,
+        run_id: str,
+        step: int,
+        results: Iterable[Mapping[str, Any] | Result] | ParsedResults,
     ) -> ReportOutcome:
         """Apply a step's group results; each (step, prompt) at most once (retries are counted as
-        duplicates). The whole request is validated first; an invalid one changes nothing."""
+        duplicates). The whole request is validated first; an invalid one changes nothing.
+        ``results`` may come parsed already (``parse_results``; the gRPC door's columns).
+        Concurrent reports to one run share a transaction (``cdas.store.group_commit``); each
+        returns once its results are committed."""
         check_run_id(run_id)
         check_step(step)
-        if isinstance(results, str | bytes | Mapping) or not isinstance(results, Iterable):
-            raise InvalidArgumentError(
-                f"results is {describe(results)}; it must be a list of results",
-                field="results",
-                value=describe(results),
-            )
-        outcome = self.store.report_results(run_id, step, list(results))
+        parsed = _parsed(results)
+
+        outcome = self.commits.report(run_id, step, parsed, _prompt_rows(parsed))
+        self._reported(run_id, outcome)
+        return outcome
+
+    def advance(
+        self,
+        run_id: str,
+        step: int,
+        results: Iterable[Mapping[str, Any] | Result] | ParsedResults,
+        size: int,
+    ) -> Advance:
+        """The one-call step: report step ``step``'s results and get step ``step + 1``'s batch
+        (round 0, ``size`` prompts), in one store transaction. Answers exactly what
+        ``report_results`` then ``next_batch`` would, and is as idempotent (a retry counts the
+        results as duplicates and answers the same batch); a request either call would refuse
+        changes nothing at all, the results included."""
+        check_advance_request(run_id, step, size)
+        parsed = _parsed(results)
+
+        def body(engine: RunEngine) -> Advance:
+            return engine.advance(step, parsed, size)
+
+        answer = self.store.transact(run_id, Operation("advance", body, step, _prompt_rows(parsed)))
+        self._reported(run_id, answer.report)
+        return answer
+
+    def _reported(self, run_id: str, outcome: ReportOutcome) -> None:
         for observer in self.observers:
             observer.results_reported(run_id, outcome)
-        return outcome
 
     # ------------------------------------------------------------------ reads
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
-        return self.store.get_prompt(check_run_id(run_id), check_prompt_id(prompt_id))
+        check_run_id(run_id)
+        check_prompt_id(prompt_id)
+
+        def body(engine: RunEngine) -> PromptInfo:
+            return engine.get_prompt(prompt_id)
+
+        return self.store.transact(run_id, Operation("get_prompt", body))
 
     def prompt_page(self, run_id: str, start: int = 0, limit: int = DEFAULT_PAGE) -> PromptPage:
         """Prompts ``start``..``start + limit - 1`` of the run, in registration order, as columns
@@ -165,7 +234,13 @@ class Coordinator:
         index the next page starts at (None at the end). ``limit`` <= 100000. O(limit) on either
         store, whatever the run's size (Redis: a few round trips, slices of the run's strings)."""
         check_page_request(run_id, start, limit)
-        return self.store.prompt_page(run_id, start, limit)
+        return self._page(run_id, start, limit)
+
+    def _page(self, run_id: str, start: int, limit: int) -> PromptPage:
+        def body(engine: RunEngine) -> PromptPage:
+            return engine.prompt_page(start, limit)
+
+        return self.store.transact(run_id, Operation("prompt_page", body))
 
     def export_prompts(
         self,
@@ -181,20 +256,35 @@ class Coordinator:
         or a restored snapshot, for one moment). O(N / page_size) store reads in all."""
         check_export_request(run_id, page_size, start, limit)
         paging = Paging(page_size, start, limit)
-        return paging.pages(lambda at, count: self.store.prompt_page(run_id, at, count))
+        return paging.pages(lambda at, count: self._page(run_id, at, count))
 
     def get_state(self, run_id: str, frontier: int = 0, history_from: int = 0) -> RunState:
         """The dashboard state; with ``frontier`` K > 0, also the K prompts with results nearest
         the competence (K <= 1000; O(N) then). The history holds the steps >= ``history_from``
         (a dashboard that polls asks only for the steps it has not seen complete)."""
         check_state_request(run_id, frontier, history_from)
-        return self.store.get_state(run_id, frontier, history_from=history_from)
+
+        def body(engine: RunEngine) -> RunState:
+            return engine.state(frontier, True, history_from)
+
+        return self.store.transact(run_id, Operation("get_state", body))
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self, run_id: str) -> bytes:
         """The run's whole state as bytes (``restore`` takes them back, under any run id)."""
-        return self.store.snapshot(check_run_id(run_id))
+        return self.store.transact(check_run_id(run_id), Operation("snapshot", RunEngine.snapshot))
 
     def restore(self, run_id: str, data: bytes) -> RunInfo:
         """Create or replace ``run_id`` with a snapshot's state."""
         return self.store.restore(check_run_id(run_id), data)
+
+
+def _parsed(results: Iterable[Mapping[str, Any] | Result] | ParsedResults) -> ParsedResults:
+    """The one parse of a request's results (``parse_results``), unless the door parsed them."""
+    return results if isinstance(results, ParsedResults) else parse_results(results)
+
+
+def _prompt_rows(parsed: ParsedResults) -> np.ndarray:
+    """The rows the results' ids name when they are row indexes ("0".."N-1", the usual ids): a
+    store reads their records with the run (``Operation.prefetch``); other ids are -1."""
+    return parsed.canonical[parsed.canonical >= 0]

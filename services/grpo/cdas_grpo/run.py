@@ -28,7 +28,7 @@ import torch
 from cdas.core.errors import RunNotFoundError
 from cdas.sim import arms
 from cdas.sim.experiment import ROUNDS, ExperimentClient
-from cdas.sim.trainer import difficulty_band, play_step
+from cdas.sim.trainer import difficulty_band, first_size, play_step
 from cdas_grpo.model import Policy
 from cdas_grpo.policy_ops import Rollouts, exact_accuracy, roll_out, update
 from cdas_grpo.records import GrpoStep
@@ -135,6 +135,7 @@ def train_run(
     records: list[GrpoStep] = []
     start = by_rung(policy, heldout, settings)
     served: Counter[str] = Counter()
+    following: Any = None  # the step's round 0, answered by the previous step's advance
     for step in range(1, settings.steps + 1):
         started = time.perf_counter()
         band = (math.nan,) * 3
@@ -157,10 +158,13 @@ def train_run(
             ]
             return np.asarray(rolled.correct, dtype=np.int64), results, rolled
 
-        played = play_step(
+        next_size = first_size(settings.batch, info.size, rounds, settings.oversample)
+        step_played = play_step(
             client, name, step, play, batch=settings.batch, group=g, run_size=info.size,
             rounds=rounds, max_rounds=max_rounds, oversample=settings.oversample,
+            first=following, next_size=next_size if step < settings.steps else None,
         )  # fmt: skip
+        played, following = step_played.rounds, step_played.following
         trained = [(r.payload, torch.as_tensor(r.kept)) for r in played]
         entropy = update(policy, optimizer, trained, settings.minibatches, shuffler, schedule)
         if device.type == "cuda":

@@ -7,10 +7,16 @@ Per step ``t`` (from ``start_step``, or from where the state directory says this
 2. this worker's share: ``ids[worker_index::workers]`` (several workers split one step);
 3. G completions per prompt from the backend, graded against the dataset's ground truth
    (``grading.grade``: reward 1.0 or 0.0 per rollout);
-4. ``report_results(run, t, [{"prompt_id", "rewards": [r_1..r_G]}, ...])``; the coordinator
-   turns rewards into pass rates (a rollout is correct when its reward exceeds the run's
-   threshold) and updates D and C (CDAS: ``D(x) <- D(x) + (P(x) - s(x) - D(x)) / t(x)`` with
-   ``P(x) = sigmoid(C_{t-1} - D(x))``, then ``C = -mean D``).
+4. the post, ``[{"prompt_id", "rewards": [r_1..r_G]}, ...]``; the coordinator turns rewards
+   into pass rates (a rollout is correct when its reward exceeds the run's threshold) and updates
+   D and C (CDAS: ``D(x) <- D(x) + (P(x) - s(x) - D(x)) / t(x)`` with
+   ``P(x) = sigmoid(C_{t-1} - D(x))``, then ``C = -mean D``). The worker posts a step's share
+   once, when it is graded, and asks for the next step right after, with the same B: so when
+   this process runs step t + 1 next (every step of ``run`` but its last), the post is
+   ``advance(run, t, results, B)``, which also answers step t + 1's batch (point 1 of the next
+   step, without another call), exactly what ``report_results`` then ``next_batch`` would answer.
+   The last step, a re-posted spooled step and an empty share post with ``report_results`` (or
+   not at all), and the next step asks with ``next_batch``.
 
 No result is lost or applied twice, through these faults:
 
@@ -18,7 +24,7 @@ No result is lost or applied twice, through these faults:
   with jittered backoff for ``RetryPolicy(for_seconds=...)`` (``--retry-for``). This is safe
   because ``next_batch`` is idempotent per (step, round) and ``report_results`` applies each
   (step, prompt id) at most once: a retried post whose first try did arrive counts as a
-  duplicate and changes nothing.
+  duplicate and changes nothing (``advance`` is both, in one call).
 - The worker killed at any point and restarted with the same ``state_dir``. The state directory
   holds::
 
@@ -54,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from cdas.core.api import Batches
+from cdas.core.views import Batch
 from cdas_rollout.backends import Backend, check_shape
 from cdas_rollout.dataset import Dataset, PromptFormatter
 from cdas_rollout.grading import grade
@@ -64,8 +71,9 @@ STATE_VERSION = 1
 
 
 CoordinatorClient = Batches
-"""The two calls the worker makes (``cdas.core.api``); ``cdas.client.RestClient``,
-``cdas.client.GrpcClient`` and the in-process ``cdas.Coordinator`` all have them."""
+"""The step calls the worker makes, ``next_batch``, ``report_results`` and ``advance``
+(``cdas.core.api``); ``cdas.client.RestClient``, ``cdas.client.GrpcClient`` and the in-process
+``cdas.Coordinator`` all have them."""
 
 
 class StateError(RuntimeError):
@@ -200,6 +208,8 @@ class RolloutWorker:
     grader: Callable[[str, str], float] = grade
     formatter: Callable[[Any], str] | None = None
     next_step: int | None = field(default=None, init=False)
+    _held: Batch | None = field(default=None, init=False, repr=False)
+    """The next step's batch, answered by the last post's ``advance``."""
 
     def __post_init__(self) -> None:
         if self.formatter is None:
@@ -268,14 +278,17 @@ class RolloutWorker:
             raise ValueError(f"start step must be >= 0, got {start_step}")
         reports = self.recover()
         first = max(start_step, self.next_step if self.next_step is not None else start_step)
-        for step in range(first, start_step + steps):
-            reports.append(self.run_step(step))
+        end = start_step + steps
+        for step in range(first, end):
+            reports.append(self.run_step(step, following=step + 1 < end))
         return reports
 
-    def run_step(self, step: int) -> StepReport:
-        """One step: batch, generate, grade, spool, post, confirm."""
+    def run_step(self, step: int, *, following: bool = False) -> StepReport:
+        """One step: batch, generate, grade, spool, post, confirm. ``following``: step + 1 is
+        this process's next, so the post is ``advance``, whose answer (step + 1's batch) the
+        next ``run_step`` uses instead of asking."""
         config = self.config
-        batch = self.client.next_batch(config.run_id, step, config.batch_size)
+        batch = self._batch(step)
         share = batch.prompt_ids[config.worker_index :: config.workers]
         examples = [self.dataset[pid] for pid in share]
         completions: list[list[str]] = []
@@ -300,11 +313,31 @@ class RolloutWorker:
         if config.state_dir is not None:
             spool = _step_file(config.state_dir / "pending", step)
             write_atomic(spool, report.to_dict())
-        return self._post(report, spool)
+        return self._post(report, spool, following=following)
 
-    def _post(self, report: StepReport, spool: Path | None, recovered: bool = False) -> StepReport:
+    def _batch(self, step: int) -> Batch:
+        """Step ``step``'s batch: the one the last ``advance`` answered, else ``next_batch``."""
+        held, self._held = self._held, None
+        if held is not None and held.step == step and held.round == 0:
+            return held
+        return self.client.next_batch(self.config.run_id, step, self.config.batch_size)
+
+    def _post(
+        self,
+        report: StepReport,
+        spool: Path | None,
+        recovered: bool = False,
+        following: bool = False,
+    ) -> StepReport:
+        config = self.config
         if report.prompt_ids:
-            outcome = self.client.report_results(self.config.run_id, report.step, report.results())
+            if following:
+                answer = self.client.advance(
+                    config.run_id, report.step, report.results(), config.batch_size
+                )
+                outcome, self._held = answer.report, answer.batch
+            else:
+                outcome = self.client.report_results(config.run_id, report.step, report.results())
             competence, applied, duplicates = (
                 outcome.competence,
                 outcome.applied,
@@ -323,9 +356,9 @@ class RolloutWorker:
         )
         if self.config.state_dir is not None:
             write_atomic(_step_file(self.config.state_dir / "done", report.step), done.to_dict())
-            following = max(report.step + 1, self.next_step or 0)
-            self._save_state(following)
-            self.next_step = following
+            next_step = max(report.step + 1, self.next_step or 0)
+            self._save_state(next_step)
+            self.next_step = next_step
             if spool is not None:
                 spool.unlink(missing_ok=True)
         else:

@@ -7,7 +7,8 @@ replacements that leaves OpenRLHF's own generation, reward, dynamic filtering an
   coordinator's batch (``next_batch(run, step, B)``), and dynamic filtering's refills from further
   rounds of the same step;
 - ``generator.CoordinatorSamplesGenerator`` sees every complete group of G samples, those the
-  dynamic filter drops included, and posts the step's pass rates;
+  dynamic filter drops included, and the loader posts them (the step's last post, inside an
+  episode, with the next step's batch in one ``advance`` call);
 - ``trainer.CoordinatorPPOTrainer`` wires both into OpenRLHF's ``PPOTrainer``;
 - ``launch`` is ``cdas-openrlhf``: OpenRLHF's ``train_ppo_ray`` flags plus ``--coordinator.*``.
 

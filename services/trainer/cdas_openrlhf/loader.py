@@ -19,11 +19,17 @@ Each item is one prompt in the collate format of ``PromptDataset``
 (``([datasource], [prompt], [label], [image])``), because the batch-collecting helper keeps only
 the first item of a longer batch when it refills.
 
-Results: ``record_group`` takes each complete group of G rewards (``generator``), and ``flush``
-posts the pending ones with ``report_results`` (before a further round is fetched, and when the
-step ends), so the coordinator has seen every group, the dropped ones included, before it chooses
-again. Posting is idempotent per (step, prompt id): a retried or regenerated step's results are
-counted as duplicates and change nothing.
+Results: ``record_group`` takes each complete group of G rewards (``generator``), and the pending
+ones are posted before a further round is fetched (``flush``: ``report_results``) and when the
+step ends (``end_step``), so the coordinator has seen every group, the dropped ones included,
+before it chooses again. The loader is both the step's last post and the next step's first ask,
+in one process, with the size B: when the episode has a step after this one (OpenRLHF then draws
+it), ``end_step`` posts with ``advance(run, t, pending, B)``, whose answer is step t + 1's round 0
+(what ``report_results`` then ``next_batch`` would answer, in one call). At an episode's last step
+it posts with ``report_results``: whether OpenRLHF starts another episode is its own count, so
+the next episode's first step asks with ``next_batch``, as does a resumed one. Posting is
+idempotent per (step, prompt id): a retried or regenerated step's results are counted as
+duplicates and change nothing.
 
 ``state_dict``/``load_state_dict`` carry the step (and the episode's end) inside OpenRLHF's
 checkpoints, so a resumed run asks for the step it stopped at.
@@ -38,6 +44,7 @@ from typing import Any, Protocol
 
 from cdas.core.api import Batches
 from cdas.core.errors import InvalidArgumentError
+from cdas.core.views import ReportOutcome
 
 log = logging.getLogger("cdas_openrlhf")
 
@@ -55,7 +62,8 @@ class PromptRows(Protocol):
 
 
 BatchClient = Batches
-"""The two SDK calls the loader makes (``cdas.core.api``: ``cdas.Coordinator`` or a client)."""
+"""The step calls the loader makes, ``next_batch``, ``report_results`` and ``advance``
+(``cdas.core.api``: ``cdas.Coordinator`` or a client)."""
 
 
 class LoaderStateError(ValueError):
@@ -154,21 +162,33 @@ class CoordinatorPromptLoader:
         """Post the queued groups of the current step (retried by the client; idempotent)."""
         if not self._pending:
             return
-        outcome = self.client.report_results(self.run_id, self.step, self._pending)
-        self.applied += outcome.applied
-        self.duplicates += outcome.duplicates
+        self._count(self.client.report_results(self.run_id, self.step, self._pending))
         self._pending = []
 
     def end_step(self) -> None:
         """Post what is left of the step and move on, unless nothing was drawn (an empty call at
-        the end of an episode is not a step)."""
+        the end of an episode is not a step). When the episode has a step after this one, the
+        post is ``advance``, and its answer is that step's round 0."""
         if self._drawn == 0:
             return
-        self.flush()
+        following = None
+        if self._episode_end is not None and self.step + 1 < self._episode_end:
+            answer = self.client.advance(self.run_id, self.step, self._pending, self.batch_size)
+            self._count(answer.report)
+            self._pending = []
+            following = list(answer.batch.prompt_ids)
+        else:
+            self.flush()
         self.step += 1
         self._drawn = 0
         self._rounds.clear()
         self._served.clear()
+        if following is not None:
+            self._rounds[0] = following
+
+    def _count(self, outcome: ReportOutcome) -> None:
+        self.applied += outcome.applied
+        self.duplicates += outcome.duplicates
 
     # -- drawing --------------------------------------------------------------------------------
 

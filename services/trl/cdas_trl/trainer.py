@@ -7,13 +7,21 @@ rewards exist. The subclass therefore leaves the sampler and dataloader alone (t
 clock: epochs, ``max_steps``, skipping batches on resume) and swaps the prompts at the one place a
 generation batch is turned into completions, at the time it is generated:
 
-- ``_generate_and_score_completions`` (training only): asks ``next_batch(run, step, B)`` for the
-  next coordinator step (B = ``generation_batch_size / num_generations``), replaces the rows the
+- ``_generate_and_score_completions`` (training only): asks for the next coordinator step's batch
+  of B prompts (B = ``generation_batch_size / num_generations``), replaces the rows the
   dataloader brought with the coordinator's rows, each ``num_generations`` times (TRL's layout;
   with several processes each takes its slice, as the sampler's shards would), lets TRL generate,
-  score and compute advantages, then posts every group's rewards with ``report_results`` before
-  returning, so the coordinator has the results before it is asked for the next step.
-  Evaluation goes through untouched and is never reported;
+  score and compute advantages, and keeps every group's rewards for the post. Evaluation goes
+  through untouched and is never reported;
+- the post and the next ask are one call: step t's rewards go with ``advance(run, t, results,
+  B)``, which answers step t + 1's batch, when TRL generates step t + 1. Whether TRL will generate
+  again is not known when step t is scored (``max_steps``, epochs, callbacks that stop training
+  decide it later), so the rewards wait for that ask rather than issue a batch no step may use.
+  They are posted on their own (``report_results``) when a checkpoint is saved (before its
+  coordinator state is written) and when ``train`` returns or fails, so a checkpoint never names
+  a step whose predecessor's results are still in memory. The coordinator sees the same calls
+  as before in the same order: each step's results, then the next step's batch; the first step
+  and the first after a checkpoint or resume ask with ``next_batch``;
 - ``_calculate_rewards``: keeps the rewards TRL computed (every reward function, gathered over
   processes) for the post. The posted reward of a completion is TRL's weighted sum over reward
   functions (``reward_weights``), the value TRL logs as ``reward``;
@@ -46,6 +54,7 @@ from trl.trainer.grpo_trainer import GRPOTrainer
 import cdas
 from cdas.client import integration
 from cdas.client.integration import CoordinatorUnreachableError
+from cdas.core.views import Advance, Batch, ReportOutcome
 from cdas_trl.batches import dataset_prompt_ids, generation_rows, group_results
 from cdas_trl.settings import CoordinatorClient, CoordinatorSettings, SettingsError
 from cdas_trl.version import check_trl_version
@@ -99,6 +108,8 @@ class CoordinatorGRPOTrainer(GRPOTrainer):
         self._next_step = 1
         self._last_step = 0
         self._rewards: torch.Tensor | None = None
+        self._held: tuple[int, list[dict[str, Any]]] | None = None
+        """A step's results not posted yet (main process): they go with the next step's ask."""
         self.coordinator: CoordinatorClient | None = None
         """The coordinator (main process only: the others receive its batches)."""
         if self.accelerator.is_main_process:
@@ -142,7 +153,7 @@ class CoordinatorGRPOTrainer(GRPOTrainer):
         start = self.accelerator.process_index * local
         self._rewards = None
         output = super()._generate_and_score_completions(rows[start : start + local])
-        self._report(step, ids)
+        self._hold(step, ids)
         self._last_step, self._next_step = step, step + 1
         return output
 
@@ -160,8 +171,7 @@ class CoordinatorGRPOTrainer(GRPOTrainer):
         """The coordinator's batch for ``step``: asked by the main process, sent to the others."""
         box: list[Any] = [None]
         if self.accelerator.is_main_process:
-            batch = self._call("next_batch", self.settings.run, step, self.batch_size)
-            box[0] = list(batch.prompt_ids)
+            box[0] = list(self._ask(step).prompt_ids)
         if self.accelerator.num_processes > 1:
             broadcast_object_list(box, from_process=0)
         ids: list[str] = box[0]
@@ -175,8 +185,25 @@ class CoordinatorGRPOTrainer(GRPOTrainer):
             )
         return ids
 
-    def _report(self, step: int, ids: list[str]) -> None:
-        """Post every group's rewards (main process; the rewards were gathered from all)."""
+    def _ask(self, step: int) -> Batch:
+        """Step ``step``'s batch: with the previous step's results held, one ``advance`` call
+        posts them and answers it; else any held results are posted first, then ``next_batch``
+        (the first step, and the first after a checkpoint or a resume)."""
+        held = self._held
+        if held is not None and held[0] == step - 1:
+            answer: Advance = self._call(
+                "advance", self.settings.run, held[0], held[1], self.batch_size
+            )
+            self._held = None
+            self._count(held[0], answer.report)
+            return answer.batch
+        self.post_held()
+        batch: Batch = self._call("next_batch", self.settings.run, step, self.batch_size)
+        return batch
+
+    def _hold(self, step: int, ids: list[str]) -> None:
+        """Keep every group's rewards (main process; the rewards were gathered from all) for the
+        post that goes with the next ask."""
         if not self.accelerator.is_main_process:
             return
         per_function = self._rewards
@@ -185,13 +212,25 @@ class CoordinatorGRPOTrainer(GRPOTrainer):
         weights = self.reward_weights.to(per_function.device).unsqueeze(0)
         total = (per_function * weights).nansum(dim=1)
         total[torch.isnan(per_function).all(dim=1)] = torch.nan  # no function scored it
+        self.post_held()  # never two steps held (a step is held only until the next ask)
         results = group_results(ids, total.tolist(), self.group_size)
-        if results:
-            outcome = self._call("report_results", self.settings.run, step, results)
-            self.applied += outcome.applied
-            self.duplicates += outcome.duplicates
-            log.debug("step %d: %d results applied, %d duplicates", step, outcome.applied,
-                      outcome.duplicates)  # fmt: skip
+        self._held = (step, results) if results else None
+
+    def post_held(self) -> None:
+        """Post the held results on their own (``report_results``): before a checkpoint's
+        coordinator state is written, and when ``train`` ends."""
+        held = self._held
+        if held is None:
+            return
+        outcome = self._call("report_results", self.settings.run, held[0], held[1])
+        self._held = None
+        self._count(held[0], outcome)
+
+    def _count(self, step: int, outcome: ReportOutcome) -> None:
+        self.applied += outcome.applied
+        self.duplicates += outcome.duplicates
+        log.debug("step %d: %d results applied, %d duplicates", step, outcome.applied,
+                  outcome.duplicates)  # fmt: skip
 
     # -- checkpoints -----------------------------------------------------------------------------
 
@@ -237,6 +276,7 @@ class CoordinatorGRPOTrainer(GRPOTrainer):
         self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any
     ) -> TrainOutput:
         """TRL's ``train``; a resumed run first restores the coordinator state of its checkpoint."""
+        self.post_held()
         checkpoint: str | None = None
         if resume_from_checkpoint is True:
             checkpoint = get_last_checkpoint(str(self.args.output_dir))  # type: ignore[no-untyped-call]
@@ -251,7 +291,17 @@ class CoordinatorGRPOTrainer(GRPOTrainer):
             self.load_coordinator_state(Path(checkpoint))
         else:
             self._next_step, self._last_step = 1, 0
-        return super().train(checkpoint, *args, **kwargs)
+        try:
+            output = super().train(checkpoint, *args, **kwargs)
+        except Exception as failure:
+            if not isinstance(failure, CoordinatorUnreachableError):  # else it waited already
+                try:
+                    self.post_held()
+                except Exception as error:  # the training error is the one to raise
+                    log.warning("the last step's results were not posted: %s", error)
+            raise
+        self.post_held()  # the last step's results: no further ask to carry them
+        return output
 
     def _training(self) -> bool:
         """TRL's own test for a training (not an evaluation) generation."""
@@ -271,6 +321,7 @@ class CoordinatorCheckpoint(TrainerCallback):
         control: TrainerControl,
         **kwargs: Any,
     ) -> None:
+        self.trainer.post_held()  # the checkpoint's state counts every step before it as posted
         if args.should_save:
             folder = Path(str(args.output_dir)) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
             self.trainer.save_coordinator_state(folder)

@@ -15,15 +15,24 @@ rewards. So:
   group filter does) come from rounds 1, 2, ... of the same step, each asked with size B: the
   ``dynamic`` strategy's rounds, and for every other strategy the refill rule of the OpenRLHF
   integration (``cdas_openrlhf.loader``). A step may use ``max_rounds`` rounds;
-- ``update(batch)`` posts every group of the batch (verl's ``uid``, ``rollout.n`` rewards each)
-  with ``report_results`` and ends the step; ``report(batch)`` posts without ending it, for groups
-  a trainer generated but will not hand to ``update`` (DAPO's filtered ones). A group is posted
-  once per step, whichever call saw it first;
+- ``update(batch)`` posts every group of the batch not posted yet (verl's ``uid``, ``rollout.n``
+  rewards each) and ends the step; ``report(batch)`` posts without ending it, for groups a trainer
+  generated but will not hand to ``update`` (DAPO's filtered ones). A group is posted once per
+  step, whichever call saw it first;
+- ``update`` posts with ``advance(run, t, results, B)`` when verl will run another step: the same
+  call answers step t + 1's round 0, which the next draws use (what ``report_results`` then the
+  next step's ``next_batch`` would answer, in one call). verl's last step
+  (``trainer.total_training_steps``, else batches per pass x ``trainer.total_epochs``, as
+  ``RayPPOTrainer`` counts them, read from the config ``data`` belongs to) posts with
+  ``report_results``, so no batch is issued that no step uses. The sampler counts verl's global
+  step itself (one per ``update``, and in its state); when it cannot (a sampler config outside a
+  verl config, a checkpoint saved before it was recorded), every step posts with
+  ``report_results`` and the next one asks with ``next_batch``, as before;
 - ``state_dict``/``load_state_dict`` ride in the dataloader's state, which verl saves in every
   checkpoint (``data.pt``). verl saves it before it calls ``update`` for the step, so the state
-  names that step: a resumed job asks for it again (the same prompts; results already applied are
-  duplicates at the coordinator). With the embedded coordinator the state also holds the run's
-  snapshot.
+  names that step: a resumed job asks for it again with ``next_batch`` (the same prompts; results
+  already applied are duplicates at the coordinator). With the embedded coordinator the state
+  also holds the run's snapshot.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ import cdas
 from cdas.client import integration
 from cdas.client.integration import CoordinatorUnreachableError
 from cdas.core.errors import InvalidArgumentError
+from cdas.core.views import ReportOutcome
 from cdas_verl.groups import Group, dataset_prompt_ids, groups
 from cdas_verl.settings import (
     BATCH_KEYS,
@@ -104,6 +114,11 @@ class CoordinatorSampler(AbstractCurriculumSampler):  # type: ignore[misc]
         self.step = 1
         """The coordinator step the current draws belong to (verl's global step, until a resume
         asks a step again)."""
+        self.global_step: int | None = 1
+        """verl's global step the current draws belong to (``RayPPOTrainer.global_steps``; ahead
+        of ``step`` after a resume); None when unknown."""
+        self.total_steps = _total_steps(data_config, len(self) // self.batch_size)
+        """verl's last global step; None when the config does not say."""
         self._drawn = 0
         self._pass_drawn = 0
         self._resume_at: int | None = None
@@ -173,23 +188,48 @@ class CoordinatorSampler(AbstractCurriculumSampler):  # type: ignore[misc]
             raise RoundsExhaustedError(
                 f"the coordinator serves no round {round_} of step {self.step}: {error}"
             ) from error
-        ids = list(batch.prompt_ids)
+        return self._known(batch.prompt_ids, self.step)
+
+    def _known(self, ids: Sequence[str], step: int) -> list[str]:
+        """The served ids, each one a row of this dataset."""
         unknown = [p for p in ids if p not in self.row_of]
         if unknown:
             raise SamplerStateError(
-                f"the coordinator served prompt id {unknown[0]!r} for step {self.step}, which no "
+                f"the coordinator served prompt id {unknown[0]!r} for step {step}, which no "
                 f"row of this dataset has: run {self.settings.run!r} was registered with another "
                 "prompt set"
             )
-        return ids
+        return list(ids)
 
     # -- results ---------------------------------------------------------------------------------
 
     def update(self, batch: DataProto) -> None:
         """verl's hook, called once per step after the update: post the step's groups not posted
-        yet, then move to the next step."""
-        self.report(batch)
+        yet, then move to the next step. When verl runs another step, the post is ``advance``,
+        whose answer is the next step's round 0."""
+        if not self._followed():
+            self.report(batch)
+            self._end_step()
+            return
+        fresh, results = self._fresh(batch)
+        answer = self._call("advance", self.settings.run, self.step, results, self.batch_size)
+        self._posted_now(fresh, answer.report)
+        following = self._known(answer.batch.prompt_ids, self.step + 1)
+        self._end_step()
+        self._rounds[0] = following
+
+    def _followed(self) -> bool:
+        """Whether verl runs a step after the current one."""
+        return (
+            self.global_step is not None
+            and self.total_steps is not None
+            and self.global_step < self.total_steps
+        )
+
+    def _end_step(self) -> None:
         self.step += 1
+        if self.global_step is not None:
+            self.global_step += 1
         self._drawn = 0
         self._rounds.clear()
         self._served.clear()
@@ -199,6 +239,16 @@ class CoordinatorSampler(AbstractCurriculumSampler):  # type: ignore[misc]
         """Post the groups of ``batch`` not yet posted in this step (the step goes on); returns
         how many were posted. For a trainer that generates groups it will not hand to
         ``update``: DAPO's group filter drops zero-variance groups before training."""
+        fresh, results = self._fresh(batch)
+        if not fresh:
+            return 0
+        outcome = self._call("report_results", self.settings.run, self.step, results)
+        self._posted_now(fresh, outcome)
+        return len(fresh)
+
+    def _fresh(self, batch: DataProto) -> tuple[list[Group], list[dict[str, Any]]]:
+        """The groups of ``batch`` not posted yet in this step, and their results (the same
+        prompt twice is one result)."""
         fresh = [g for g in batch_groups(batch, self.settings.id_key) if g.uid not in self._posted]
         strangers = sorted({g.prompt_id for g in fresh} - self._served)
         if strangers:
@@ -206,19 +256,17 @@ class CoordinatorSampler(AbstractCurriculumSampler):  # type: ignore[misc]
                 f"a group of prompt {strangers[0]!r} came back in step {self.step}, which did not "
                 f"serve it: {SECTION}.id_key {self.settings.id_key!r} must name the row's own id"
             )
-        if not fresh:
-            return 0
         merged: dict[str, list[float]] = {}
-        for group in fresh:  # the same prompt twice in one post is one result
+        for group in fresh:
             merged.setdefault(group.prompt_id, []).extend(group.rewards)
-        results = [{"prompt_id": p, "rewards": r} for p, r in merged.items()]
-        outcome = self._call("report_results", self.settings.run, self.step, results)
+        return fresh, [{"prompt_id": p, "rewards": r} for p, r in merged.items()]
+
+    def _posted_now(self, fresh: list[Group], outcome: ReportOutcome) -> None:
         self.applied += outcome.applied
         self.duplicates += outcome.duplicates
         self._posted.update(g.uid for g in fresh)
         log.debug("step %d: %d groups posted (%d applied, %d duplicates)", self.step,
                   len(fresh), outcome.applied, outcome.duplicates)  # fmt: skip
-        return len(fresh)
 
     # -- checkpoints (inside the dataloader's state) ---------------------------------------------
 
@@ -230,6 +278,7 @@ class CoordinatorSampler(AbstractCurriculumSampler):  # type: ignore[misc]
             "batch_size": self.batch_size,
             "step": self.step,
             "pass_drawn": max(0, self._pass_drawn - self._drawn),
+            "global_step": self.global_step,
         }
         if self.settings.embedded and isinstance(self.client, cdas.Coordinator):
             state["snapshot"] = self.client.snapshot(self.settings.run)
@@ -247,6 +296,8 @@ class CoordinatorSampler(AbstractCurriculumSampler):  # type: ignore[misc]
                 raise SamplerStateError("the checkpoint's sampler state holds no run snapshot")
             self.client.restore(self.settings.run, state["snapshot"])
         self.step = int(state["step"])
+        saved = state.get("global_step")  # verl resumes at the step after the checkpoint's
+        self.global_step = None if saved is None else int(saved) + 1
         self._resume_at = int(state["pass_drawn"])
         self._drawn = 0
         self._rounds.clear()
@@ -276,6 +327,24 @@ def _rows(data_source: Sized, id_key: str) -> Sequence[Mapping[str, Any]]:
         return [{head: value} for value in frame[head]]
     getter: Any = data_source
     return [{head: _plain(getter[i].get(head))} for i in range(len(data_source))]
+
+
+def _total_steps(data_config: DictConfig, batches_per_pass: int) -> int | None:
+    """verl's last global step: ``RayPPOTrainer`` stops at ``trainer.total_training_steps``
+    (else batches per pass x ``trainer.total_epochs``) and, whichever comes first, when its
+    ``trainer.total_epochs`` passes are drawn; read from the whole config ``data_config`` belongs
+    to (None when it belongs to none). A step count below the true one only costs ``advance``
+    calls; one above it would issue a batch no step uses."""
+    root = data_config._get_root() if isinstance(data_config, DictConfig) else None
+    trainer = root.get("trainer") if isinstance(root, DictConfig) else None
+    if root is data_config or not isinstance(trainer, DictConfig):
+        return None
+    epochs = trainer.get("total_epochs")
+    steps = trainer.get("total_training_steps")
+    if epochs is None:
+        return None if steps is None else int(steps)
+    by_epochs = batches_per_pass * int(epochs)
+    return by_epochs if steps is None else min(int(steps), by_epochs)
 
 
 def _plain(value: Any) -> Any:

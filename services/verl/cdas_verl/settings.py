@@ -52,8 +52,9 @@ class SettingsError(ValueError):
 
 
 class CoordinatorClient(RunSetup, Batches, Protocol):
-    """The calls the sampler makes (``cdas.core.api``): ``put_run``, then a step's two calls;
-    the library and every SDK client have them."""
+    """The calls the sampler makes (``cdas.core.api``): ``put_run``, then a step's calls
+    (``next_batch``, ``report_results``, ``advance``); the library and every SDK client have
+    them."""
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,16 @@ trainer, so every trainer starts from the same state. The service is a real ``cd
 process (``--store redis://...``); the load generator is this process: ``c`` trainer threads,
 each stepping its own run (a training run's steps are sequential; concurrency is many runs).
 
-Per door and concurrency: p50 and p99 of the step (the two calls, excluding the trainer's own
-work of making results) and steps per second over the whole timed window; the ratio of each
-to the library's on the same store.
+Each door steps two ways: with the step's two calls (``next_batch``, ``report_results``), and
+with the one-call step (``advance``: step n's results and step n + 1's batch in one call and one
+store transaction). Per door, way and concurrency: p50 and p99 of the step (the calls, excluding
+the trainer's own work of making results) and steps per second over the whole timed window; the
+ratio of each to the library's, the same way, on the same store.
 
-Targets (issue 4), on a 2-core machine with the load generator on it: at c = 1, REST p50
-<= 10 ms; at c = 16, >= 100 steps/s and p99 <= 250 ms; gRPC no slower than REST (steps/s).
+Targets, on a 2-core machine with the load generator on it. Issue 4 (two calls): at c = 1, REST
+p50 <= 10 ms; at c = 16, >= 100 steps/s and p99 <= 250 ms; gRPC no slower than REST (steps/s).
+Issue 18 (one call): at c = 1, REST p50 <= 10 ms and gRPC p50 <= 8 ms; at c = 16, >= 150
+steps/s.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import TextIO
 import numpy as np
 
 import cdas
+from cdas.bench import streaming
 from cdas.bench.core import Pupils, _results
 from cdas.bench.redis_store import _given, _load, private_redis
 from cdas.bench.report import table, target
@@ -40,9 +45,13 @@ Trainer = Batches
 """What the load generator calls: a step's two calls (``cdas.core.api``)."""
 
 
+TWO_CALLS, ONE_CALL = "2 calls", "1 call"
+
+
 @dataclass
 class ServiceRow:
     door: str
+    way: str
     concurrency: int
     p50_ms: float
     p99_ms: float
@@ -60,17 +69,27 @@ def _trainer_loop(
     first: int,
     times: list[float],
     start: threading.Barrier,
+    way: str = TWO_CALLS,
 ) -> None:
+    """``steps`` steps from ``first``. The one-call way asks for step ``first``'s batch before
+    the timed steps (the step before them answered it) and gets each next batch with the
+    step's results, so it leaves step ``first + steps`` issued."""
+    batch = client.next_batch(run, first, size) if way == ONE_CALL else None
     start.wait()
     for step in range(first, first + steps):
         t0 = time.perf_counter()
-        batch = client.next_batch(run, step, size)
+        if batch is None:
+            batch = client.next_batch(run, step, size)
         t1 = time.perf_counter()
         results = _results(
             batch.prompt_ids, pupils.correct(np.array(batch.prompt_ids, dtype=np.int64))
         )
         t2 = time.perf_counter()
-        client.report_results(run, step, results)
+        if way == ONE_CALL:
+            batch = client.advance(run, step, results, size).batch
+        else:
+            client.report_results(run, step, results)
+            batch = None
         times.append((t1 - t0) + (time.perf_counter() - t2))
 
 
@@ -82,19 +101,20 @@ def _measure(
     steps: int,
     first: int,
     seed: int,
+    way: str = TWO_CALLS,
 ) -> tuple[float, float, float]:
     """(p50 s, p99 s, steps/s) with one trainer thread per run, after 5 untimed warm-up steps."""
     clients = [make_client() for _ in runs]
     pupils = [Pupils(n, seed + k) for k in range(len(runs))]
     warm: list[float] = []
     for client, run, p in zip(clients, runs, pupils, strict=True):
-        _trainer_loop(client, run, p, size, 5, first, warm, threading.Barrier(1))
+        _trainer_loop(client, run, p, size, 5, first, warm, threading.Barrier(1), way)
     times: list[list[float]] = [[] for _ in runs]
     barrier = threading.Barrier(len(runs) + 1)
     threads = [
         threading.Thread(
             target=_trainer_loop,
-            args=(clients[k], runs[k], pupils[k], size, steps, first + 5, times[k], barrier),
+            args=(clients[k], runs[k], pupils[k], size, steps, first + 5, times[k], barrier, way),
         )
         for k in range(len(runs))
     ]
@@ -122,9 +142,15 @@ def run(
     concurrency: str = "1,16",
     out: TextIO = sys.stdout,
     progress: Callable[[str], None] | None = None,
-) -> list[ServiceRow]:
+    stream_steps: int = 4,
+    stream_runs: tuple[int, ...] = (1, 16),
+) -> tuple[list[ServiceRow], list[streaming.StreamRow], bool]:
+    """The step rows, then (on the first size, when ``stream_steps`` > 0) the streaming rows and
+    whether every streamed run ended identical to its replay (``cdas.bench.streaming``)."""
     levels = [int(c) for c in concurrency.split(",") if c]
     rows: list[ServiceRow] = []
+    streamed: list[streaming.StreamRow] = []
+    identical = True
     with private_redis() if url is None else _given(url) as where:
         store = cdas.RedisStore(where)
         library = cdas.Coordinator(store)
@@ -144,33 +170,56 @@ def run(
                     ("grpc", lambda: GrpcClient(srv.target)),
                 ]
                 for c in levels:
-                    base: tuple[float, float, float] | None = None
-                    for door, make in doors:
-                        if progress:
-                            progress(f"N={n:,}: {door} at concurrency {c}")
-                        for run_id in runs[:c]:
-                            library.restore(run_id, snapshot)
-                        p50, p99, rate = _measure(make, runs[:c], n, size, steps, 1, seed)
-                        if base is None:
-                            base = (p50, p99, rate)
-                        rows.append(
-                            ServiceRow(door, c, p50 * 1e3, p99 * 1e3, rate, base[0] * 1e3, base[2])
+                    for way in (TWO_CALLS, ONE_CALL):
+                        base: tuple[float, float, float] | None = None
+                        for door, make in doors:
+                            if progress:
+                                progress(f"N={n:,}: {door}, {way} a step, at concurrency {c}")
+                            for run_id in runs[:c]:
+                                library.restore(run_id, snapshot)
+                            p50, p99, rate = _measure(make, runs[:c], n, size, steps, 1, seed, way)
+                            if base is None:
+                                base = (p50, p99, rate)
+                            rows.append(
+                                ServiceRow(
+                                    door, way, c, p50 * 1e3, p99 * 1e3, rate, base[0] * 1e3, base[2]
+                                )
+                            )
+                if stream_steps > 0 and n == sizes[0]:
+                    with serve_process(
+                        "--store", where, "--log-level", "warning", "--grace", "2"
+                    ) as replica:
+                        streamed, identical = streaming.run(
+                            where,
+                            library,
+                            snapshot,
+                            n,
+                            size,
+                            seed,
+                            [srv, replica],
+                            stream_steps,
+                            stream_runs,
+                            progress=progress,
                         )
             store.client.flushdb()
         store.close()
     report(rows, sizes, batch, steps, out)
-    return rows
+    if streamed:
+        streaming.report(streamed, identical, min(batch, sizes[0]), out)
+    return rows, streamed, identical
 
 
 def report(rows: list[ServiceRow], sizes: list[int], batch: int, steps: int, out: TextIO) -> None:
     print(
-        f"cdas bench service: full steps (next_batch of {batch} + report_results of {batch}) on "
-        f"Redis, N = {', '.join(f'{n:,}' for n in sizes)};\n{steps} timed steps per trainer; "
-        "each trainer steps its own run; times in ms\n",
+        f"cdas bench service: full steps (a batch of {batch} and its {batch} results: next_batch "
+        "+ report_results,\nor the one-call advance) on Redis, N = "
+        f"{', '.join(f'{n:,}' for n in sizes)}; {steps} timed steps per trainer; each trainer\n"
+        "steps its own run; times in ms\n",
         file=out,
     )
     columns = [
         ("door", 8),
+        ("step", 7),
         ("trainers", 8),
         ("p50", 7),
         ("p99", 7),
@@ -181,6 +230,7 @@ def report(rows: list[ServiceRow], sizes: list[int], batch: int, steps: int, out
     cells = [
         [
             r.door,
+            r.way.replace(" ", "-"),
             str(r.concurrency),
             f"{r.p50_ms:.2f}",
             f"{r.p99_ms:.2f}",
@@ -202,17 +252,29 @@ def report(rows: list[ServiceRow], sizes: list[int], batch: int, steps: int, out
 
 
 def targets(rows: list[ServiceRow]) -> list[str]:
+    """Issue 4's targets on the two-call step, issue 18's on the one-call step."""
     lines = []
-    by = {(r.door, r.concurrency): r for r in rows}
-    if ("rest", 1) in by:
-        r = by[("rest", 1)]
+    by = {(r.door, r.way, r.concurrency): r for r in rows}
+    two, one = TWO_CALLS, ONE_CALL
+    if ("rest", two, 1) in by:
+        r = by[("rest", two, 1)]
         lines.append(
             target(f"REST p50 at concurrency 1 <= 10 ms: {r.p50_ms:.2f} ms", r.p50_ms <= 10)
         )
+    for door, limit in (("rest", 10.0), ("grpc", 8.0)):
+        if (door, one, 1) in by:
+            r = by[(door, one, 1)]
+            lines.append(
+                target(
+                    f"{door} one-call step p50 at concurrency 1 <= {limit:.0f} ms: "
+                    f"{r.p50_ms:.2f} ms",
+                    r.p50_ms <= limit,
+                )
+            )
     top = max((r.concurrency for r in rows), default=0)
     if top >= 16:
         for door in ("rest", "grpc"):
-            r = by[(door, top)]
+            r = by[(door, two, top)]
             lines.append(
                 target(
                     f"{door} at concurrency {top}: >= 100 steps/s: {r.steps_per_s:.1f}",
@@ -225,9 +287,17 @@ def targets(rows: list[ServiceRow]) -> list[str]:
                     r.p99_ms <= 250,
                 )
             )
+            r = by[(door, one, top)]
+            lines.append(
+                target(
+                    f"{door} one-call step at concurrency {top}: >= 150 steps/s: "
+                    f"{r.steps_per_s:.1f}",
+                    r.steps_per_s >= 150,
+                )
+            )
     for c in sorted({r.concurrency for r in rows}):
-        if ("rest", c) in by and ("grpc", c) in by:
-            rest, grpc = by[("rest", c)], by[("grpc", c)]
+        if ("rest", two, c) in by and ("grpc", two, c) in by:
+            rest, grpc = by[("rest", two, c)], by[("grpc", two, c)]
             lines.append(
                 target(
                     f"gRPC no slower than REST at concurrency {c}: {grpc.steps_per_s:.1f} vs "

@@ -15,7 +15,15 @@ from cdas.core.errors import InvalidArgumentError
 from cdas.core.requests import check_page_request, check_state_request
 from cdas.core.results import Result
 from cdas.core.validate import check_prompt_id, check_run_id
-from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
+from cdas.core.views import (
+    Advance,
+    Batch,
+    PromptInfo,
+    PromptPage,
+    ReportOutcome,
+    RunInfo,
+    RunState,
+)
 
 T = TypeVar("T")
 
@@ -138,18 +146,33 @@ def next_batch(run_id: str, step: int, size: int, round: int) -> Call[Batch]:
     )
 
 
+def results_body(results: Iterable[Mapping[str, Any] | Result]) -> Any:
+    """A request's results in REST form (``report_results``'s and ``advance``'s)."""
+    if isinstance(results, str | bytes | Mapping):
+        return results  # the server names the bad value
+    return [result_body(r) for r in results]
+
+
 def report_results(
     run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result]
 ) -> Call[ReportOutcome]:
-    if isinstance(results, str | bytes | Mapping):
-        body: Any = results  # the server names the bad value
-    else:
-        body = [result_body(r) for r in results]
     return Call(
         "POST",
         _run_path(run_id, "/results"),
         lambda _s, data: ReportOutcome.from_dict(data),
-        json={"step": step, "results": body},
+        json={"step": step, "results": results_body(results)},
+    )
+
+
+def advance(
+    run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result], size: int
+) -> Call[Advance]:
+    """The one-call step; idempotent as its two halves are, so retried as they are."""
+    return Call(
+        "POST",
+        _run_path(run_id, "/advance"),
+        lambda _s, data: Advance.from_dict(data),
+        json={"step": step, "results": results_body(results), "size": size},
     )
 
 

@@ -26,10 +26,10 @@ from cdas.client.tls import (
 )
 from cdas.core.config import PromptSpec, RunConfig
 from cdas.core.errors import CdasError, InternalError, InvalidArgumentError, PayloadTooLargeError
-from cdas.core.params import THRESHOLD
 from cdas.core.requests import (
     DEFAULT_PAGE,
     Paging,
+    check_advance_request,
     check_batch_request,
     check_export_request,
     check_page_request,
@@ -37,7 +37,15 @@ from cdas.core.requests import (
 )
 from cdas.core.results import Result, parse_results
 from cdas.core.validate import check_prompt_id, check_run_id, check_step, describe
-from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
+from cdas.core.views import (
+    Advance,
+    Batch,
+    PromptInfo,
+    PromptPage,
+    ReportOutcome,
+    RunInfo,
+    RunState,
+)
 from cdas.rpc import messages as wire
 from cdas.rpc.status import DETAILS_KEY, error_of
 from cdas.v1 import coordinator_pb2 as pb
@@ -91,6 +99,23 @@ def _error(
     if not has_details and code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return PayloadTooLargeError(error.message, **error.details)
     return error
+
+
+def _results_fields(results: Iterable[Mapping[str, Any] | Result]) -> dict[str, Any]:
+    """A request's results as its fields (``wire.results_fields``: columns when every result is
+    correct/total), checked here as the library would (``GrpcClient``'s
+    _values_the_wire_cannot_carry; columns carry nothing the wire loses)."""
+    if isinstance(results, str | bytes | Mapping):
+        raise InvalidArgumentError(
+            f"results is {describe(results)}; it must be a list of results",
+            field="results",
+            value=describe(results),
+        )
+    plain = [result_body(r) for r in results]
+    fields = wire.results_fields(plain)
+    if "columns" not in fields:
+        parse_results(plain)
+    return fields
 
 
 class GrpcClient:
@@ -222,20 +247,18 @@ class GrpcClient:
     def report_results(
         self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result]
     ) -> ReportOutcome:
-        if isinstance(results, str | bytes | Mapping):
-            raise InvalidArgumentError(
-                f"results is {describe(results)}; it must be a list of results",
-                field="results",
-                value=describe(results),
-            )
         check_run_id(run_id)
         check_step(step)
-        plain = [result_body(r) for r in results]
-        request = wire.report_request(run_id, step, plain)
-        if not request.HasField("columns"):
-            parse_results(plain, THRESHOLD.default)  # see _values_the_wire_cannot_carry
-
+        request = pb.ReportResultsRequest(run_id=run_id, step=step, **_results_fields(results))
         return wire.outcome_view(self._do(lambda: self._unary(self._stub.ReportResults, request)))
+
+    def advance(
+        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result], size: int
+    ) -> Advance:
+        check_advance_request(run_id, step, size)
+        fields = _results_fields(results)
+        request = pb.AdvanceRequest(run_id=run_id, step=step, size=size, **fields)
+        return wire.advance_view(self._do(lambda: self._unary(self._stub.Advance, request)))
 
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         request = pb.GetPromptRequest(

@@ -31,7 +31,15 @@ from cdas.core.errors import (
 )
 from cdas.core.requests import DEFAULT_PAGE, Paging, check_export_request
 from cdas.core.results import Result
-from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
+from cdas.core.views import (
+    Advance,
+    Batch,
+    PromptInfo,
+    PromptPage,
+    ReportOutcome,
+    RunInfo,
+    RunState,
+)
 
 T = TypeVar("T")
 
@@ -185,6 +193,11 @@ class RestClient:
     ) -> ReportOutcome:
         return self._do(calls.report_results(run_id, step, results))
 
+    def advance(
+        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result], size: int
+    ) -> Advance:
+        return self._do(calls.advance(run_id, step, results, size))
+
     def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         return self._do(calls.get_prompt(run_id, prompt_id))
 
@@ -305,6 +318,11 @@ class AsyncRestClient:
         self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result]
     ) -> ReportOutcome:
         return await self._do(calls.report_results(run_id, step, results))
+
+    async def advance(
+        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result], size: int
+    ) -> Advance:
+        return await self._do(calls.advance(run_id, step, results, size))
 
     async def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
         return await self._do(calls.get_prompt(run_id, prompt_id))

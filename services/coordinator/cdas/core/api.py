@@ -6,7 +6,7 @@ signature). Whoever calls a coordinator types against the part it uses, so any o
 test's stand-in with just those methods, fits:
 
 - ``Batches``: ``next_batch`` and ``report_results``, a trainer's two calls a step (the rollout
-  worker, the OpenRLHF loader, ``cdas bench service``);
+  worker, the OpenRLHF loader, ``cdas bench service``), and ``advance``, the two in one call;
 - ``RunSetup``: ``put_run``, which an integration calls once at start;
 - ``Lookups``: ``get_run`` and ``get_prompt``, the reads a trainer makes while it runs (the
   simulated trainer);
@@ -24,17 +24,33 @@ from typing import Any, Protocol
 
 from cdas.core.requests import DEFAULT_PAGE
 from cdas.core.results import Result
-from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
+from cdas.core.views import (
+    Advance,
+    Batch,
+    PromptInfo,
+    PromptPage,
+    ReportOutcome,
+    RunInfo,
+    RunState,
+)
 
 
 class Batches(Protocol):
-    """A step's two calls: the batch to roll out, then its groups' results."""
+    """A step's two calls: the batch to roll out, then its groups' results; or both in one."""
 
     def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch: ...
 
     def report_results(
         self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result]
     ) -> ReportOutcome: ...
+
+    def advance(
+        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result], size: int
+    ) -> Advance:
+        """The one-call step: report step ``step``'s results and get step ``step + 1``'s batch
+        (round 0, ``size`` prompts) atomically, answering what ``report_results`` then
+        ``next_batch`` would; a request either would refuse changes nothing."""
+        ...
 
 
 class RunSetup(Protocol):

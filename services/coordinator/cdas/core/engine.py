@@ -36,6 +36,7 @@ from cdas.core.steps import RoundRecord, StepRecord, StepStats
 from cdas.core.strategies import Request, Strategy, Update, build
 from cdas.core.validate import describe
 from cdas.core.views import (
+    Advance,
     AppliedGroups,
     Batch,
     PromptColumns,
@@ -148,6 +149,36 @@ class RunEngine:
 
     # ------------------------------------------------------------------ batches
     def next_batch(self, step: int, size: int, round_: int) -> Batch:
+        record, issued, exclude = self.check_batch(step, size, round_)
+        if issued is not None:
+            return self._batch(step, round_, issued)
+        rng = generator(self.space.config.seed, step, round_)
+        idx = self.strategy.select(self.view, Request(step, round_, size, exclude, rng))
+        if idx.size != size:
+            raise RuntimeError(
+                f"strategy {self.space.config.strategy} chose {idx.size} of {size} prompts"
+            )
+        issued = RoundRecord(idx.astype(np.int32), self.view.competence)
+        record = record if record is not None else StepRecord()
+        record.rounds.append(issued)
+        self.space.steps.put_record(step, record)
+        stats = self._stats(step)
+        stats.batch_size += size
+        if stats.results == 0:
+            stats.competence = issued.competence
+        self.space.steps.put_stats(stats)
+        self.scalars.batches += 1
+        self._advance(step)
+        return self._batch(step, round_, issued)
+
+    def check_batch(
+        self, step: int, size: int, round_: int
+    ) -> tuple[StepRecord | None, RoundRecord | None, IntArray]:
+        """Raise what ``next_batch(step, size, round_)`` would refuse, changing nothing; answer
+        the step's record, the round when it was issued already, and the prompts the step's
+        earlier rounds issued. None of these rules reads
+        what results change (sizes, rounds, the window, the strategy's ``check_request``), so
+        ``advance`` checks its batch before it applies its results."""
         record = self.space.steps.record(step)
         if record is not None and round_ < len(record.rounds):
             issued = record.rounds[round_]
@@ -159,7 +190,7 @@ class RunEngine:
                     round=round_,
                     size=int(issued.ids.size),
                 )
-            return self._batch(step, round_, issued)
+            return record, issued, np.zeros(0, dtype=np.int64)
         self._check_window(step)
         rounds_done = 0 if record is None else len(record.rounds)
         if round_ > rounds_done:
@@ -182,24 +213,7 @@ class RunEngine:
                 value=size,
             )
         self.strategy.check_request(self.view, step, round_, size, exclude)
-        rng = generator(self.space.config.seed, step, round_)
-        idx = self.strategy.select(self.view, Request(step, round_, size, exclude, rng))
-        if idx.size != size:
-            raise RuntimeError(
-                f"strategy {self.space.config.strategy} chose {idx.size} of {size} prompts"
-            )
-        issued = RoundRecord(idx.astype(np.int32), self.view.competence)
-        record = record if record is not None else StepRecord()
-        record.rounds.append(issued)
-        self.space.steps.put_record(step, record)
-        stats = self._stats(step)
-        stats.batch_size += size
-        if stats.results == 0:
-            stats.competence = issued.competence
-        self.space.steps.put_stats(stats)
-        self.scalars.batches += 1
-        self._advance(step)
-        return self._batch(step, round_, issued)
+        return record, None, exclude
 
     def _batch(self, step: int, round_: int, issued: RoundRecord) -> Batch:
         run_id = self.space.run_id
@@ -221,13 +235,29 @@ class RunEngine:
             )
         return idx
 
-    def report_results(self, step: int, results: list[Any]) -> ReportOutcome:
-        return self.report_parsed(step, parse_results(results, self.threshold))
+    def report_results(self, step: int, results: list[Any] | ParsedResults) -> ReportOutcome:
+        """Apply a step's results (parsed by ``parse_results``, or parsed here)."""
+        parsed = results if isinstance(results, ParsedResults) else parse_results(results)
+        idx = self._check_report(step, parsed)
+        return self._apply_report(step, parsed, idx)
 
-    def report_parsed(self, step: int, parsed: ParsedResults) -> ReportOutcome:
-        """``report_results`` for results already parsed with this run's threshold."""
+    def advance(self, step: int, results: ParsedResults, size: int) -> Advance:
+        """The one-call step: ``report_results(step, results)``, then ``next_batch(step + 1,
+        size, 0)``, answering exactly what the two calls would. Both requests are checked
+        before anything changes, so a refused advance changes nothing (the batch's rules read
+        nothing the results change; ``check_batch``). Idempotent as both halves are."""
+        idx = self._check_report(step, results)
+        self.check_batch(step + 1, size, 0)
+        report = self._apply_report(step, results, idx)
+        return Advance(report, self.next_batch(step + 1, size, 0))
+
+    def _check_report(self, step: int, parsed: ParsedResults) -> IntArray:
+        """Raise what ``report_results`` would refuse, changing nothing; the results' indexes."""
         idx = self.resolve(parsed)
         self._check_window(step)
+        return idx
+
+    def _apply_report(self, step: int, parsed: ParsedResults, idx: IntArray) -> ReportOutcome:
         steps, scalars = self.space.steps, self.scalars
         record = steps.record(step)
         c_now = self.view.competence
@@ -242,7 +272,7 @@ class RunEngine:
         groups = None
         if applied:
             sel = idx[fresh]
-            pass_rate, total = parsed.pass_rate[fresh], parsed.total[fresh]
+            pass_rate, total = parsed.pass_rates(self.threshold)[fresh], parsed.total[fresh]
             update = self._apply(sel, pass_rate, total, used[fresh], step)
             self.strategy.observe(self.view, update)
             record = record if record is not None else StepRecord()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from cdas.core.config import MAX_PROMPTS
-from cdas.core.validate import check_int, check_run_id, check_step
+from cdas.core.validate import MAX_STEP, check_int, check_run_id, check_step
 from cdas.core.views import PromptPage
 
 MAX_BATCH = 1 << 24
@@ -33,6 +33,14 @@ def check_batch_request(run_id: str, step: int, size: int, round: int) -> None:
     check_step(step)
     check_int("size", size, 1, MAX_BATCH)
     check_step(round, "round")
+
+
+def check_advance_request(run_id: str, step: int, size: int) -> None:
+    """``advance``'s argument checks: ``step``'s, which must leave a step after it, and the
+    next batch's size (the gRPC client runs them too, before the wire)."""
+    check_run_id(run_id)
+    check_int("step", step, 0, MAX_STEP - 1)
+    check_int("size", size, 1, MAX_BATCH)
 
 
 def check_state_request(run_id: str, frontier: int, history_from: int) -> None:

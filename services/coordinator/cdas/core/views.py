@@ -128,6 +128,22 @@ class ReportOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Advance:
+    """The one-call step's answer: step n's ``report_results`` and step n + 1's batch (round 0),
+    what the two calls would have answered."""
+
+    report: ReportOutcome
+    batch: Batch
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"report": self.report.to_dict(), "batch": self.batch.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Advance:
+        return cls(ReportOutcome.from_dict(data["report"]), Batch.from_dict(data["batch"]))
+
+
+@dataclass(frozen=True, slots=True)
 class PromptInfo:
     prompt_id: str
     difficulty: float

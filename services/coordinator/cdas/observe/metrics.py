@@ -5,7 +5,7 @@ Two kinds, as Prometheus wants them:
 * **Read from the store at scrape time** (``StoreCollector``): per run, competence, step, size,
   prompts seen, mean difficulty and the distribution of D (a gauge histogram), plus the store's
   health. Every replica reports the same values; dashboards take ``max by (run)``. A scrape costs
-  one ``list_runs`` and one history-free ``get_state`` per run: O(runs), never O(prompts).
+  one listing of the run ids and one history-free state per run: O(runs), never O(prompts).
 * **Counted when things happen** (``RunTallies``, request metrics): per run, results applied,
   duplicates, zero-gradient groups, rollouts, and histograms of the applied groups' difficulty and
   pass rate (by difficulty bin: the paper's Figure 6); per transport and operation, request
@@ -47,9 +47,12 @@ import cdas
 from cdas.core.errors import CdasError
 from cdas.core.views import ReportOutcome, RunState
 from cdas.observe.health import Health
-from cdas.store.base import Store
+from cdas.store.base import Operation, Store
 
 PREFIX = "cdas"
+
+_CURRENT_STATE = Operation("get_state", lambda engine: engine.state(0, history=False))
+"""A run's state without its history: what a scrape reads of each run, O(1) in its size."""
 
 OPERATIONS = frozenset(
     {
@@ -60,6 +63,7 @@ OPERATIONS = frozenset(
         "add_prompts",
         "next_batch",
         "report_results",
+        "advance",
         "get_prompt",
         "get_state",
         "snapshot",
@@ -359,7 +363,7 @@ class StoreCollector(Collector):
             yield from self._runs()
         elif up:
             try:
-                count = len(self.store.list_runs())
+                count = len(self.store.run_ids())
             except CdasError:
                 return
             yield GaugeMetricFamily(f"{PREFIX}_runs", "Runs in the store.", value=count)
@@ -368,14 +372,14 @@ class StoreCollector(Collector):
         states = []
         mark = self.metrics.mark() if self.metrics is not None else 0
         try:
-            runs = self.store.list_runs()
+            run_ids = self.store.run_ids()
         except CdasError:
             return []
         if self.metrics is not None:
-            self.metrics.forget_unlisted(mark, {run.run_id for run in runs})
-        for run in runs:
+            self.metrics.forget_unlisted(mark, set(run_ids))
+        for run_id in run_ids:
             try:
-                states.append(self.store.get_state(run.run_id, history=False))
+                states.append(self.store.transact(run_id, _CURRENT_STATE))
             except CdasError:  # deleted since the listing, or the store went away
                 continue
         return states

@@ -9,14 +9,16 @@ strategies' integer params, such as ``max_rounds``, check for ``int``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
 from cdas.core.config import PromptSpec
 from cdas.core.errors import InvalidArgumentError
+from cdas.core.results import ParsedResults, parse_columns
 from cdas.core.views import (
+    Advance,
     Batch,
     PromptColumns,
     PromptInfo,
@@ -96,24 +98,18 @@ def result_message(result: Mapping[str, Any]) -> pb.Result:
     return message
 
 
-def report_request(
-    run_id: str, step: int, results: list[Mapping[str, Any]]
-) -> pb.ReportResultsRequest:
-    """The request for these results: as columns when all are ``{prompt_id, correct, total}``
-    with the right types (then the server needs no per-message work), else one message each."""
+def results_fields(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A request's results as its fields (``ReportResultsRequest``'s and ``AdvanceRequest``'s):
+    ``columns`` when all are ``{prompt_id, correct, total}`` with the right types (then the
+    server needs no per-message work), else ``results``, one message each."""
     if results and all(_columnar(r) for r in results):
-        return pb.ReportResultsRequest(
-            run_id=run_id,
-            step=step,
-            columns=pb.ResultColumns(
-                prompt_ids=[r["prompt_id"] for r in results],
-                correct=[r["correct"] for r in results],
-                total=[r["total"] for r in results],
-            ),
+        columns = pb.ResultColumns(
+            prompt_ids=[r["prompt_id"] for r in results],
+            correct=[r["correct"] for r in results],
+            total=[r["total"] for r in results],
         )
-    return pb.ReportResultsRequest(
-        run_id=run_id, step=step, results=[result_message(r) for r in results]
-    )
+        return {"columns": columns}
+    return {"results": [result_message(r) for r in results]}
 
 
 def _columnar(result: Mapping[str, Any]) -> bool:
@@ -125,8 +121,12 @@ def _columnar(result: Mapping[str, Any]) -> bool:
     )
 
 
-def report_results_value(request: pb.ReportResultsRequest) -> list[dict[str, Any]]:
-    """The request's results as the dicts the core parses, from either form."""
+def results_value(
+    request: pb.ReportResultsRequest | pb.AdvanceRequest,
+) -> list[dict[str, Any]] | ParsedResults:
+    """The request's results for the coordinator, from either form (a report's or an advance's:
+    the same fields): columns parsed straight into ``ParsedResults`` (no dict per result; the
+    coordinator takes them as parsed), ``results`` messages as the dicts it parses."""
     if not request.HasField("columns"):
         return result_dicts(request.results)
     cols = request.columns
@@ -138,14 +138,11 @@ def report_results_value(request: pb.ReportResultsRequest) -> list[dict[str, Any
             "columns or results, not both",
             field="columns",
         )
-    return [
-        {"prompt_id": p, "correct": k, "total": g}
-        for p, k, g in zip(cols.prompt_ids, cols.correct, cols.total, strict=True)
-    ]
+    return parse_columns(cols.prompt_ids, cols.correct, cols.total)
 
 
 def result_dicts(messages: Any) -> list[dict[str, Any]]:
-    """``ReportResultsRequest.results`` as the dicts the core parses (request order kept)."""
+    """A request's ``results`` messages as the dicts the core parses (request order kept)."""
     out: list[dict[str, Any]] = []
     append = out.append
     for m in messages:
@@ -236,6 +233,16 @@ def outcome_view(message: pb.ReportResultsResponse) -> ReportOutcome:
     return ReportOutcome(
         applied=message.applied, duplicates=message.duplicates, competence=message.competence
     )
+
+
+def advance_message(advance: Advance) -> pb.AdvanceResponse:
+    return pb.AdvanceResponse(
+        report=outcome_message(advance.report), batch=batch_message(advance.batch)
+    )
+
+
+def advance_view(message: pb.AdvanceResponse) -> Advance:
+    return Advance(report=outcome_view(message.report), batch=batch_view(message.batch))
 
 
 def prompt_message(prompt: PromptInfo) -> pb.Prompt:

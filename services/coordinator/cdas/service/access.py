@@ -45,10 +45,12 @@ NEEDS: Mapping[str, Need] = {
     "add_prompts": "write",
     "next_batch": "write",
     "report_results": "write",
+    "advance": "write",
     "restore": "write",
 }
 """Each API operation (the names of ``cdas.observe.metrics.OPERATIONS``) and what it needs on its
-run. ``next_batch`` is a write: it records the batch it issues. An operation missing here is
+run. ``next_batch`` is a write: it records the batch it issues (and so is ``advance``, which
+reports results too). An operation missing here is
 admin-only (fail closed)."""
 
 METRICS = "metrics"

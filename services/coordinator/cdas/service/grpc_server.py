@@ -175,11 +175,22 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             context,
             "ReportResults",
             lambda: self.c.report_results(
-                request.run_id, request.step, wire.report_results_value(request)
+                request.run_id, request.step, wire.results_value(request)
             ),
             on_run=request.run_id,
         )
         return wire.outcome_message(outcome)
+
+    async def Advance(self, request: pb.AdvanceRequest, context: Any) -> pb.AdvanceResponse:
+        advance = await self._call(
+            context,
+            "Advance",
+            lambda: self.c.advance(
+                request.run_id, request.step, wire.results_value(request), request.size
+            ),
+            on_run=request.run_id,
+        )
+        return wire.advance_message(advance)
 
     async def GetPrompt(self, request: pb.GetPromptRequest, context: Any) -> pb.Prompt:
         prompt = await self._call(

@@ -6,7 +6,8 @@ SDK's ``RestClient`` / ``GrpcClient`` against a running service; the same seed g
 numbers through each (the tests hold them to it).
 
 One step (plain GRPO): ask for B prompts, roll out G answers each, post the B results, train on
-all B groups (zero-variance ones teach nothing but still count in the batch mean).
+all B groups (zero-variance ones teach nothing but still count in the batch mean). A step's last
+results and the next step's prompts are one call (``advance``), the same batches as two.
 One step under DAPO's dynamic sampling (``rounds=True``): ask for round 0, 1, ... of the step,
 ``oversample`` x B prompts each (never more than the prompts not yet issued in the step), post
 every round's results, and stop once B groups with non-zero variance are in hand or the run's
@@ -108,6 +109,20 @@ class Round:
     kept: IntArray
 
 
+@dataclass(frozen=True, slots=True)
+class Played:
+    """A step's rounds, and the next step's round 0 when the step asked for it (``advance``)."""
+
+    rounds: list[Round]
+    following: Batch | None
+
+
+def first_size(batch: int, run_size: int, rounds: bool, oversample: int = OVERSAMPLE) -> int:
+    """The size of a step's round 0: ``batch``, or under dynamic sampling ``oversample`` x
+    ``batch`` (at most the run)."""
+    return min(oversample * batch, run_size) if rounds else batch
+
+
 def play_step(
     client: SamplingClient,
     run_id: str,
@@ -120,7 +135,9 @@ def play_step(
     rounds: bool = False,
     max_rounds: int = 10,
     oversample: int = OVERSAMPLE,
-) -> list[Round]:
+    first: Batch | None = None,
+    next_size: int | None = None,
+) -> Played:
     """One step's rounds, as a trainer plays them; the one place for the refill rule.
 
     ``play(batch)`` rolls the batch out and returns (correct rollouts per prompt, the results to
@@ -129,17 +146,23 @@ def play_step(
     rounds of ``oversample`` x ``batch`` prompts (never more than the prompts not yet issued in
     the step) until ``batch`` groups with non-zero variance are kept or ``max_rounds`` is reached;
     the first ``batch`` informative groups are kept, in order.
+
+    ``first``: the step's round 0, already issued (the previous step's ``advance``). With
+    ``next_size``, the step's last results go with the one-call step, ``advance``, which also
+    answers the next step's round 0 of that size (``Played.following``): one call fewer a step,
+    the same batches.
     """
     out: list[Round] = []
     issued = 0
     informative = 0
+    following = None
     for round_ in range(max_rounds if rounds else 1):
-        size = min(oversample * batch, run_size - issued) if rounds else batch
-        if size < 1:
-            break
-        issued_batch = client.next_batch(run_id, step, size, round=round_)
+        if round_ == 0 and first is not None:
+            issued_batch = first
+        else:
+            size = min(oversample * batch, run_size - issued) if rounds else batch
+            issued_batch = client.next_batch(run_id, step, size, round=round_)
         k, results, payload = play(issued_batch)
-        client.report_results(run_id, step, results)
         issued += len(issued_batch.prompt_ids)
         if rounds:
             useful = (k > 0) & (k < group)
@@ -147,10 +170,20 @@ def play_step(
             informative += kept.size
         else:
             kept = np.arange(k.size)
+        last = (
+            not rounds
+            or informative >= batch
+            or round_ + 1 >= max_rounds
+            or min(oversample * batch, run_size - issued) < 1
+        )
+        if last and next_size is not None:
+            following = client.advance(run_id, step, results, next_size).batch
+        else:
+            client.report_results(run_id, step, results)
         out.append(Round(issued_batch, k, payload, kept))
-        if rounds and informative >= batch:
+        if last:
             break
-    return out
+    return Played(out, following)
 
 
 def train(
@@ -170,6 +203,7 @@ def train(
     p = twin.params
     max_rounds = int(info.params.get("max_rounds", 10)) if rounds else 1
     records: list[StepRecord] = []
+    following: Batch | None = None
     for step in range(1, steps + 1):
         band = (float("nan"),) * 3
 
@@ -183,7 +217,7 @@ def train(
             k = twin.rollout(idx)
             return k, _results(batch.prompt_ids, k, p.group), idx
 
-        played = play_step(
+        step_played = play_step(
             client,
             run_id,
             step,
@@ -193,7 +227,10 @@ def train(
             run_size=info.size,
             rounds=rounds,
             max_rounds=max_rounds,
+            first=following,
+            next_size=first_size(p.batch, info.size, rounds) if step < steps else None,
         )
+        played, following = step_played.rounds, step_played.following
         first = played[0].batch
         all_k = np.concatenate([r.correct for r in played])
         trained_idx = np.concatenate([r.payload[r.kept] for r in played])

@@ -1,56 +1,72 @@
-"""The store protocol: one run-level interface, two implementations (``MemoryStore`` embedded,
-``RedisStore`` shared). The coordinator validates and normalizes requests and calls these; each
-call is atomic: it applies completely or raises a ``CdasError`` and changes nothing.
+"""The store protocol: where runs live, and one way to act on a run atomically.
 
-Semantics every store must follow (the same contract tests run on each):
+Two implementations: ``MemoryStore`` (embedded) and ``RedisStore`` (shared). A store knows how to
+hold a run's space and make one operation on it atomic; what an operation does is the engine's
+(``cdas.core.engine.RunEngine``), and which operation a request is, the coordinator's. So every
+call that acts on one existing run is one ``transact(run_id, Operation)``: the store opens the
+run's space, runs ``operation.body`` on its engine, and either commits every change or, when
+the body raises, none (the memory store by a lock, since the engine checks a whole request
+before it changes anything; Redis by one commit script checking the run's version, retried
+from the start when another writer got there first).
 
-* ``put_run``: create the run; the same config and prompts again answer the run with
-  ``created=False``; another config or prompt set under the same id is a ``ConflictError``.
-* ``next_batch``: idempotent per (step, round): the same ids for the same (step, round, size);
-  another size is a ``ConflictError``; round r > 0 needs round r - 1; a step never repeats a prompt.
-* ``report_results``: each (step, prompt) applied at most once; the update of a prompt in a batch
-  of the step uses the competence that batch was issued with, any other the competence at the
-  start of the call.
-* ``snapshot`` / ``restore``: the run's whole state out, and in under any run id.
+Only what is not "one existing run" has its own method: creating a run (``put_run``; the same
+config and prompts again answer it with ``created=False``, another one under the same id is a
+``ConflictError``), replacing one from a snapshot (``restore``), deleting one, listing the ids,
+and ``ping``. The semantics of each operation (idempotent batches per (step, round), each (step,
+prompt) applied at most once with the competence its batch was issued with, ...) are the
+engine's, so both stores answer them alike by construction; the contract tests run on each.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
 
 from cdas.core.config import PromptSpec, RunConfig
-from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
+from cdas.core.views import RunInfo
+
+if TYPE_CHECKING:
+    from cdas.core.engine import RunEngine
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Operation(Generic[T]):
+    """One call on one run: ``body`` runs on the run's engine, atomically.
+
+    ``name`` names the call in errors (a run changed under it too often). ``step`` and
+    ``prefetch`` are hints a store may use to read in its first round trip what the body will
+    need: the step record of ``step``, the core records of the prompts at ``prefetch`` (row
+    indexes; a guess, entries past the run's end are ignored). They never change the answer."""
+
+    name: str
+    body: Callable[[RunEngine], T]
+    step: int | None = None
+    prefetch: npt.NDArray[np.int64] | None = None
 
 
 @runtime_checkable
 class Store(Protocol):
     def put_run(self, run_id: str, config: RunConfig, prompts: PromptSpec) -> RunInfo: ...
 
-    def get_run(self, run_id: str) -> RunInfo: ...
+    def transact(self, run_id: str, operation: Operation[T]) -> T:
+        """Run ``operation`` on the run, atomically; ``RunNotFoundError`` if there is none."""
+        ...
 
-    def list_runs(self) -> list[RunInfo]: ...
+    def run_ids(self) -> list[str]:
+        """The ids of the runs in the store, sorted."""
+        ...
 
     def delete_run(self, run_id: str) -> None: ...
 
-    def add_prompts(self, run_id: str, prompts: PromptSpec) -> int: ...
-
-    def next_batch(self, run_id: str, step: int, size: int, round_: int) -> Batch: ...
-
-    def report_results(self, run_id: str, step: int, results: list[Any]) -> ReportOutcome: ...
-
-    def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo: ...
-
-    def prompt_page(self, run_id: str, start: int, limit: int) -> PromptPage:
-        """Prompts start..start+limit-1 as columns, read in O(limit) (``RunEngine.prompt_page``)."""
+    def restore(self, run_id: str, data: bytes) -> RunInfo:
+        """Create or replace ``run_id`` with a snapshot's state."""
         ...
-
-    def get_state(
-        self, run_id: str, frontier: int = 0, history: bool = True, history_from: int = 0
-    ) -> RunState: ...
-
-    def snapshot(self, run_id: str) -> bytes: ...
-
-    def restore(self, run_id: str, data: bytes) -> RunInfo: ...
 
     def ping(self) -> None:
         """Raise ``StoreUnavailableError`` when the store cannot be reached."""

@@ -16,14 +16,17 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from cdas.core.config import PromptSpec, RunConfig, check_same_run
 from cdas.core.engine import Restored, RunEngine
 from cdas.core.errors import InvalidArgumentError, RunNotFoundError
 from cdas.core.steps import RETAIN_STEPS
-from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
+from cdas.core.views import RunInfo
+from cdas.store.base import Operation
 from cdas.store.memory_space import MemorySpace
+
+T = TypeVar("T")
 
 
 class MemoryRun:
@@ -75,56 +78,22 @@ class MemoryStore:
             )
             return existing.engine.info(created=False)
 
-    def get_run(self, run_id: str) -> RunInfo:
-        with self._run(run_id) as run:
-            return run.info()
+    def transact(self, run_id: str, operation: Operation[T]) -> T:
+        """Run ``operation`` under the run's lock: atomic, since the engine checks a whole
+        request before it changes anything."""
+        with self._run(run_id) as engine:
+            return operation.body(engine)
 
-    def list_runs(self) -> list[RunInfo]:
+    def run_ids(self) -> list[str]:
         with self._lock:
-            runs = sorted(self._runs.items())
-        out = []
-        for _, run in runs:
-            with run.lock:
-                out.append(run.engine.info())
-        return out
+            return sorted(self._runs)
 
     def delete_run(self, run_id: str) -> None:
         with self._lock:
             if self._runs.pop(run_id, None) is None:
                 raise RunNotFoundError(run_id)
 
-    def add_prompts(self, run_id: str, prompts: PromptSpec) -> int:
-        with self._run(run_id) as run:
-            return run.add_prompts(prompts)
-
-    # ------------------------------------------------------------------ steps
-    def next_batch(self, run_id: str, step: int, size: int, round_: int) -> Batch:
-        with self._run(run_id) as run:
-            return run.next_batch(step, size, round_)
-
-    def report_results(self, run_id: str, step: int, results: list[Any]) -> ReportOutcome:
-        with self._run(run_id) as run:
-            return run.report_results(step, results)
-
-    def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
-        with self._run(run_id) as run:
-            return run.get_prompt(prompt_id)
-
-    def prompt_page(self, run_id: str, start: int, limit: int) -> PromptPage:
-        with self._run(run_id) as run:  # holds the run's lock for one O(limit) slice
-            return run.prompt_page(start, limit)
-
-    def get_state(
-        self, run_id: str, frontier: int = 0, history: bool = True, history_from: int = 0
-    ) -> RunState:
-        with self._run(run_id) as run:
-            return run.state(frontier, history, history_from)
-
     # ------------------------------------------------------------------ snapshots
-    def snapshot(self, run_id: str) -> bytes:
-        with self._run(run_id) as run:
-            return run.snapshot()
-
     def restore(self, run_id: str, data: bytes) -> RunInfo:
         restored = Restored(data)
         run = self._new(run_id, restored.config, restored.fingerprint)
@@ -149,7 +118,8 @@ class MemoryStore:
                 with zipfile.ZipFile(raw, "w") as archive:
                     for run_id in run_ids:
                         try:
-                            archive.writestr(f"{run_id}.snapshot", self.snapshot(run_id))
+                            data = self.transact(run_id, Operation("save", RunEngine.snapshot))
+                            archive.writestr(f"{run_id}.snapshot", data)
                         except RunNotFoundError:
                             continue  # deleted meanwhile
                 raw.flush()

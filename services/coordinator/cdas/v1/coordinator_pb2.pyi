@@ -203,6 +203,28 @@ class ReportResultsResponse(_message.Message):
     competence: float
     def __init__(self, applied: _Optional[int] = ..., duplicates: _Optional[int] = ..., competence: _Optional[float] = ...) -> None: ...
 
+class AdvanceRequest(_message.Message):
+    __slots__ = ("run_id", "step", "results", "columns", "size")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    step: int
+    results: _containers.RepeatedCompositeFieldContainer[Result]
+    columns: ResultColumns
+    size: int
+    def __init__(self, run_id: _Optional[str] = ..., step: _Optional[int] = ..., results: _Optional[_Iterable[_Union[Result, _Mapping]]] = ..., columns: _Optional[_Union[ResultColumns, _Mapping]] = ..., size: _Optional[int] = ...) -> None: ...
+
+class AdvanceResponse(_message.Message):
+    __slots__ = ("report", "batch")
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    report: ReportResultsResponse
+    batch: Batch
+    def __init__(self, report: _Optional[_Union[ReportResultsResponse, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+
 class GetPromptRequest(_message.Message):
     __slots__ = ("run_id", "prompt_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]

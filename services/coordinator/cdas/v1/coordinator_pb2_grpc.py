@@ -69,6 +69,11 @@ class CoordinatorStub(object):
                 request_serializer=cdas_dot_v1_dot_coordinator__pb2.ReportResultsRequest.SerializeToString,
                 response_deserializer=cdas_dot_v1_dot_coordinator__pb2.ReportResultsResponse.FromString,
                 _registered_method=True)
+        self.Advance = channel.unary_unary(
+                '/cdas.v1.Coordinator/Advance',
+                request_serializer=cdas_dot_v1_dot_coordinator__pb2.AdvanceRequest.SerializeToString,
+                response_deserializer=cdas_dot_v1_dot_coordinator__pb2.AdvanceResponse.FromString,
+                _registered_method=True)
         self.GetPrompt = channel.unary_unary(
                 '/cdas.v1.Coordinator/GetPrompt',
                 request_serializer=cdas_dot_v1_dot_coordinator__pb2.GetPromptRequest.SerializeToString,
@@ -146,6 +151,14 @@ class CoordinatorServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Advance(self, request, context):
+        """The one-call step: ReportResults of step n, then NextBatch of step n + 1 (round 0), in one
+        atomic call answering what the two would; a request either would refuse changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPrompt(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -218,6 +231,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.ReportResults,
                     request_deserializer=cdas_dot_v1_dot_coordinator__pb2.ReportResultsRequest.FromString,
                     response_serializer=cdas_dot_v1_dot_coordinator__pb2.ReportResultsResponse.SerializeToString,
+            ),
+            'Advance': grpc.unary_unary_rpc_method_handler(
+                    servicer.Advance,
+                    request_deserializer=cdas_dot_v1_dot_coordinator__pb2.AdvanceRequest.FromString,
+                    response_serializer=cdas_dot_v1_dot_coordinator__pb2.AdvanceResponse.SerializeToString,
             ),
             'GetPrompt': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPrompt,
@@ -434,6 +452,33 @@ class Coordinator(object):
             '/cdas.v1.Coordinator/ReportResults',
             cdas_dot_v1_dot_coordinator__pb2.ReportResultsRequest.SerializeToString,
             cdas_dot_v1_dot_coordinator__pb2.ReportResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Advance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cdas.v1.Coordinator/Advance',
+            cdas_dot_v1_dot_coordinator__pb2.AdvanceRequest.SerializeToString,
+            cdas_dot_v1_dot_coordinator__pb2.AdvanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,5 @@
-"""The REST front door: every endpoint of ``shared/API.md`` over one ``Coordinator``.
+"""The REST front door: every endpoint of ``shared/API.md``, and the one-call step
+(``POST /v1/runs/{run_id}/advance``), over one ``Coordinator``.
 
 Endpoints are plain ``def``s: the stores block (Redis I/O, the embedded store's locks), so
 Starlette runs them on its worker threads. Answers are the views' ``to_dict()`` written with
@@ -76,7 +77,8 @@ _PUT_RUN_BODY = JsonBody(models.PutRunBody)
 _ADD_PROMPTS_BODY = JsonBody(models.AddPromptsBody)
 _BATCH_BODY = JsonBody(models.NextBatchBody)
 _REPORT_BODY = JsonBody(models.ReportBody)
-_BODIES = (_PUT_RUN_BODY, _ADD_PROMPTS_BODY, _BATCH_BODY, _REPORT_BODY)
+_ADVANCE_BODY = JsonBody(models.AdvanceBody)
+_BODIES = (_PUT_RUN_BODY, _ADD_PROMPTS_BODY, _BATCH_BODY, _REPORT_BODY, _ADVANCE_BODY)
 
 
 ERROR_CODE = "cdas.error"
@@ -377,6 +379,20 @@ def create_app(
         body = _REPORT_BODY.parse(await request.body(), request.headers.get("content-type"))
         outcome = await run_in_threadpool(c.report_results, run_id, body["step"], body["results"])
         return _json(outcome.to_dict())
+
+    @v1.post(
+        "/runs/{run_id}/advance",
+        response_model=models.Advance,
+        openapi_extra=_ADVANCE_BODY.openapi(),
+        summary="The one-call step: post step n's results and get step n + 1's batch (round 0), "
+        "atomically; what the two calls would answer",
+    )
+    async def advance(run_id: str, request: Request) -> Response:
+        body = _ADVANCE_BODY.parse(await request.body(), request.headers.get("content-type"))
+        answer = await run_in_threadpool(
+            c.advance, run_id, body["step"], body["results"], body["size"]
+        )
+        return _json(answer.to_dict())
 
     @v1.get(
         "/runs/{run_id}/prompts",

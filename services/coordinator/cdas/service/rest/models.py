@@ -78,6 +78,16 @@ class ReportBody(TypedDict):
     results: list[ResultBody]
 
 
+class AdvanceBody(TypedDict):
+    """``POST /v1/runs/{run_id}/advance``: step n's results (as ``ReportBody``'s) and the size
+    of step n + 1's batch."""
+
+    __pydantic_config__ = STRICT  # type: ignore[misc]
+    step: int
+    results: list[ResultBody]
+    size: int
+
+
 # ---------------------------------------------------------------- answers
 class Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -122,6 +132,13 @@ class ReportResultsAnswer(Answer):
     applied: int
     duplicates: int
     competence: float
+
+
+class Advance(Answer):
+    """What ``report_results`` of step n and ``next_batch`` of step n + 1 would answer."""
+
+    report: ReportResultsAnswer
+    batch: Batch
 
 
 class Prompt(Answer):

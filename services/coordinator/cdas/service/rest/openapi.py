@@ -9,8 +9,8 @@ the service keeps the core's error messages (the models carry no bounds of their
 What a JSON Schema cannot say (``correct <= total``, a label's prompt must be among the call's,
 a prompt id's length in UTF-8 bytes, ...) is in the field's description, in the operation's
 description, and in ``UNSTATED``: the 422s a schema-valid request may still get, which the
-schemathesis tests read. ``links`` (PUT run -> batch -> results -> state, ...) let a client or a
-stateful tester chain the calls.
+schemathesis tests read. ``links`` (PUT run -> batch -> results -> state, PUT run -> advance ->
+advance -> ..., ...) let a client or a stateful tester chain the calls.
 """
 
 from __future__ import annotations
@@ -46,8 +46,12 @@ class Unstated:
         return operation in self.operations and self.says.search(message) is not None
 
 
-_JSON_BODIES = frozenset({"put_run", "add_prompts", "next_batch", "report_results"})
+_JSON_BODIES = frozenset({"put_run", "add_prompts", "next_batch", "report_results", "advance"})
 _PROMPTS = frozenset({"put_run", "add_prompts"})
+_RESULTS = frozenset({"report_results", "advance"})
+"""The operations that take a step's results (``advance``: step n's, with step n + 1's batch)."""
+_BATCHES = frozenset({"next_batch", "advance"})
+"""The operations that issue a batch (``advance``: round 0 of step n + 1)."""
 
 UNSTATED: tuple[Unstated, ...] = (
     Unstated(
@@ -58,7 +62,7 @@ UNSTATED: tuple[Unstated, ...] = (
     ),
     Unstated(
         f"a prompt id has at most {MAX_ID_BYTES} bytes of UTF-8 (maxLength counts characters)",
-        _PROMPTS | {"report_results", "get_prompt"},
+        _PROMPTS | _RESULTS | {"get_prompt"},
         re.compile(rf"bytes long; a prompt id has 1 to {MAX_ID_BYTES} bytes"),
     ),
     Unstated(
@@ -86,12 +90,12 @@ UNSTATED: tuple[Unstated, ...] = (
     ),
     Unstated(
         "a result's correct is at most its total",
-        frozenset({"report_results"}),
+        _RESULTS,
         re.compile(r"\.correct is .*; it exceeds total"),
     ),
     Unstated(
         "a prompt id appears at most once in one request's results",
-        frozenset({"report_results"}),
+        _RESULTS,
         re.compile(r"appears twice in one request"),
     ),
     Unstated(
@@ -112,7 +116,7 @@ UNSTATED: tuple[Unstated, ...] = (
     ),
     Unstated(
         "results name prompts of the run",
-        frozenset({"report_results"}),
+        _RESULTS,
         re.compile(r"unknown prompt id\(s\)"),
         state=True,
     ),
@@ -120,7 +124,7 @@ UNSTATED: tuple[Unstated, ...] = (
         "a batch is at most the prompts the run holds and has not issued in the step's earlier "
         "rounds (curriculum: that its schedule admits at the step); a dynamic run's round is "
         "below its max_rounds",
-        frozenset({"next_batch"}),
+        _BATCHES,
         re.compile(
             r"is larger than the run|prompts not yet issued in step|prompts the curriculum admits"
             r"|exceeds max_rounds"
@@ -217,14 +221,24 @@ def _bodies(schemas: dict[str, Any], max_prompts: int) -> None:
         f"{max_prompts} prompts (413)."
     ).strip()
 
+    size = _integer(1, MAX_BATCH, description="at most the run's size")
+    results = "each prompt id at most once, each a prompt of the run"
+
     batch = schemas["NextBatchBody"]["properties"]
     batch["step"].update(_integer(0, MAX_STEP))
-    batch["size"].update(_integer(1, MAX_BATCH, description="at most the run's size"))
+    batch["size"].update(size)
     batch["round"].update(_integer(0, MAX_STEP, default=0))
 
     report = schemas["ReportBody"]["properties"]
     report["step"].update(_integer(0, MAX_STEP))
-    report["results"]["description"] = "each prompt id at most once, each a prompt of the run"
+    report["results"]["description"] = results
+
+    advance = schemas["AdvanceBody"]["properties"]
+    advance["step"].update(
+        _integer(0, MAX_STEP - 1, description="the results' step; the batch is of step + 1")
+    )
+    advance["results"]["description"] = results
+    advance["size"].update(size, description="the size of step + 1's batch, at most the run's size")
 
     result = schemas["ResultBody"]
     fields = result["properties"]
@@ -300,8 +314,25 @@ _SAME_CONFIG = {
 _FIRST_BATCH = {"round": 0, "size": 1}
 """A batch any run with a prompt serves (the step and its other rounds aside)."""
 
+_FIRST_ADVANCE = {"step": 0, "results": [], "size": 1}
+"""An advance any run with a prompt serves (no results for step 0, step 1's batch)."""
+
+_RESULT_OF = {"correct": 1, "total": 2}
+"""A valid result of the correct/total form, for the links' result bodies."""
+
+
+def _report(batch: str) -> dict[str, Any]:
+    """A report of one result for the batch answered at JSON pointer ``batch`` (``""``: the
+    whole answer is the batch)."""
+    return {
+        "step": f"$response.body#{batch}/step",
+        "results": [{"prompt_id": f"$response.body#{batch}/prompt_ids/0", **_RESULT_OF}],
+    }
+
+
 _FROM_A_RUN: dict[str, tuple[str, Mapping[str, str], Any]] = {
     "NextBatch": ("next_batch", _RUN, _FIRST_BATCH),
+    "Advance": ("advance", _RUN, _FIRST_ADVANCE),
     "AddPrompts": ("add_prompts", _RUN, None),
     "GetRun": ("get_run", _RUN, None),
     "GetState": ("get_state", _RUN, None),
@@ -321,16 +352,8 @@ _LINKS: dict[str, dict[str, tuple[str, Mapping[str, str], Any]]] = {
     "get_run": {"PutRunAgain": ("put_run", _RUN, _SAME_CONFIG)},
     "delete_run": {"PutRunAgain": ("put_run", _RUN, _SAME_CONFIG)},
     "next_batch": {
-        "ReportResults": (
-            "report_results",
-            _RUN,
-            {
-                "step": "$response.body#/step",
-                "results": [
-                    {"prompt_id": "$response.body#/prompt_ids/0", "correct": 1, "total": 2}
-                ],
-            },
-        ),
+        "ReportResults": ("report_results", _RUN, _report("")),
+        "Advance": ("advance", _RUN, {**_report(""), "size": 1}),
         "GetPrompt": (
             "get_prompt",
             {**_RUN, "path.prompt_id": "$response.body#/prompt_ids/0"},
@@ -338,6 +361,16 @@ _LINKS: dict[str, dict[str, tuple[str, Mapping[str, str], Any]]] = {
         ),
     },
     "report_results": {"GetState": ("get_state", _SAME_RUN, None)},
+    "advance": {
+        "ReportResults": ("report_results", _SAME_RUN, _report("/batch")),
+        "Advance": ("advance", _SAME_RUN, {**_report("/batch"), "size": 1}),
+        "GetPrompt": (
+            "get_prompt",
+            {**_SAME_RUN, "path.prompt_id": "$response.body#/batch/prompt_ids/0"},
+            None,
+        ),
+        "GetState": ("get_state", _SAME_RUN, None),
+    },
     "add_prompts": {
         "NextBatch": ("next_batch", _SAME_RUN, _FIRST_BATCH),
         "GetPrompt": ("get_prompt", {**_SAME_RUN, "path.prompt_id": "$request.body#/ids/0"}, None),

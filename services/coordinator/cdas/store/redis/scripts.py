@@ -43,6 +43,47 @@ end
 return {meta, record, stats, evict, table.concat(parts)}
 """
 
+SIDES = r"""
+-- The ordered index's entries on each side of c, with their scores, skipping excluded prompts
+-- (the prompts an operation rewrote, whose entries it knows itself): what the ordered index's
+-- ``nearest`` merges with an operation's own writes (an ``advance`` selects after applying).
+-- KEYS: 1 the index; ARGV: 1 c (exact decimal), 2 entries wanted per side, 3 excluded (<i8)
+-- Returns {members <= c (largest first), their scores, members > c (smallest first), scores}
+local c, need, xb = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local excluded, nex = {}, #xb / 8
+for j = 0, nex - 1 do excluded[struct.unpack('<i8', xb, j * 8 + 1)] = true end
+local function side(down)
+  local got, scores = {}, {}
+  if need <= 0 then return got, scores end
+  local offset, page = 0, need + nex
+  while #got < need do
+    local rows
+    if down then
+      rows = redis.call('ZREVRANGEBYSCORE', KEYS[1], c, '-inf', 'WITHSCORES',
+        'LIMIT', offset, page)
+    else
+      rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. c, '+inf', 'WITHSCORES',
+        'LIMIT', offset, page)
+    end
+    for k = 1, #rows, 2 do
+      local m = rows[k]
+      if nex == 0 or not excluded[struct.unpack('>I4', m, 8)] then
+        got[#got + 1] = m
+        scores[#scores + 1] = rows[k + 1]
+        if #got == need then break end
+      end
+    end
+    offset = offset + #rows / 2
+    if #rows / 2 < page then break end
+  end
+  return got, scores
+end
+local lo, lo_scores = side(true)
+local hi, hi_scores = side(false)
+return {table.concat(lo), table.concat(lo_scores, ' '),
+  table.concat(hi), table.concat(hi_scores, ' ')}
+"""
+
 GATHER = r"""
 -- Read slots of several fixed-width arrays (binary strings) in one round trip.
 -- KEYS: the arrays; ARGV[2k-1]: slot width of array k, ARGV[2k]: its slot indexes (<i8 blob)

@@ -41,18 +41,24 @@ def members(z: npt.NDArray[np.complex128], idx: IntArray) -> bytes:
 
 
 class RedisOrderedIndex:
-    """The ordered index as a sorted set: score D, member (tie key, prompt)."""
+    """The ordered index as a sorted set: score D, member (tie key, prompt).
+
+    Writes are buffered in the operation (``Txn``) and kept as an overlay (prompt -> its key,
+    or None when removed), so that a selection after writes in the same operation (``advance``:
+    the results, then the next batch) sees them: ``nearest`` then reads each side of c without
+    the rewritten prompts (``SIDES``) and merges in the overlay's entries, which gives exactly
+    the entries of the index as it will be committed."""
 
     def __init__(self, txn: Txn, key: str) -> None:
         self.txn, self.key = txn, key
-        self._written = False
+        self._overlay: dict[int, complex | None] = {}
 
     def insert(self, idx: IntArray, z: npt.NDArray[np.complex128]) -> None:
         if idx.size:  # in key order: consecutive inserts then walk mostly cached skiplist paths
             order = np.argsort(z, kind="stable")
             z, idx = z[order], idx[order]
             self.txn.write("zadd", self.key, pack_f8(z.real), members(z, idx), MEMBER_WIDTH)
-            self._written = True
+            self._overlay.update(zip(idx.tolist(), z.tolist(), strict=True))
 
     def update(
         self,
@@ -67,18 +73,58 @@ class RedisOrderedIndex:
             blob = members(z, idx)
             first, last = blob[:MEMBER_WIDTH], blob[-MEMBER_WIDTH:]
             self.txn.write("zrem", self.key, blob, MEMBER_WIDTH, first, last)
-            self._written = True
+            self._overlay.update(dict.fromkeys(idx.tolist()))
         self.insert(insert_idx, insert_z)
 
     def nearest(
         self, c: float, below: int, above: int, exclude: IntArray | None = None
     ) -> IntArray:
-        if self._written:
-            raise RuntimeError("the ordered index was read after being written in one operation")
+        """As ``OrderedIndex.nearest``: one ``NEAREST`` script on the committed index, or, after
+        writes in this operation, one ``SIDES`` script and a merge with them."""
+        if self._overlay:
+            return self._nearest_written(c, below, above, exclude)
         ex = pack_i8(exclude if exclude is not None else [])
         blob = self.txn.call("nearest", [self.key], [repr(float(c)), below, above, ex])
         chosen = np.frombuffer(blob, dtype=np.uint8).reshape(-1, MEMBER_WIDTH)
         return chosen[:, 7:].copy().view(">u4").ravel().astype(np.int64)
+
+    def _nearest_written(
+        self, c: float, below: int, above: int, exclude: IntArray | None
+    ) -> IntArray:
+        """Each side's ``below + above`` nearest committed entries of untouched prompts, merged
+        with the overlay's entries on that side, then the make-up rule of ``nearest``. Exact:
+        no side needs more than ``below + above`` entries. O(overlay + below + above)."""
+        skip = set() if exclude is None else set(exclude.tolist())
+        touched = np.fromiter(self._overlay, np.int64, len(self._overlay))
+        ex = pack_i8(np.concatenate([touched, np.asarray(sorted(skip), dtype=np.int64)]))
+        want = below + above
+        lo_m, lo_s, hi_m, hi_s = self.txn.call("sides", [self.key], [repr(float(c)), want, ex])
+        # entries as (D, tie key, prompt): the index's order (score, then member bytes)
+        lo = _entries(lo_m, lo_s)
+        hi = _entries(hi_m, hi_s)
+        for prompt, z in self._overlay.items():
+            if z is None or prompt in skip:
+                continue
+            entry = (z.real, round(z.imag * 2.0**53), prompt)
+            (lo if z.real <= c else hi).append(entry)
+        lo.sort(reverse=True)  # nearest first: largest key at or below c
+        hi.sort()
+        lo_n = lo[:below]
+        hi_n = hi[: above + below - len(lo_n)]
+        if len(lo_n) == below and len(lo_n) + len(hi_n) < want:
+            lo_n = lo[: want - len(hi_n)]
+        return np.array([e[2] for e in lo_n + hi_n], dtype=np.int64)
+
+
+def _entries(blob: bytes, scores: bytes) -> list[tuple[float, int, int]]:
+    """``SIDES``'s members and scores as (D, tie key, prompt) entries."""
+    rows = np.frombuffer(blob, dtype=np.uint8).reshape(-1, MEMBER_WIDTH)
+    keys = np.zeros((rows.shape[0], 8), dtype=np.uint8)
+    keys[:, 1:] = rows[:, :7]
+    ties = keys.view(">u8").ravel().tolist()
+    prompts = rows[:, 7:].copy().view(">u4").ravel().tolist()
+    d = [float(x) for x in scores.split()] if scores else []
+    return list(zip(d, ties, prompts, strict=True))
 
 
 class RedisSumTree(SumTree):
@@ -292,7 +338,13 @@ class RedisIdTable:
 
 
 class RedisStepStore:
-    """Step records (a hash per retained step, their steps in a sorted set) and statistics."""
+    """Step records (a hash per retained step, their steps in a sorted set) and statistics.
+
+    ``LOAD`` reads one step's record and statistics with the run (the step the operation names);
+    any other step an operation touches (``advance``'s next step, a group commit's reports at
+    several steps) is read on first use, one round trip each. What an operation writes is what
+    it reads back later in the same operation (a group commit applies many reports in one). The
+    commit's version check covers every read, the lazy ones included."""
 
     def __init__(
         self,
@@ -302,17 +354,31 @@ class RedisStepStore:
         record: dict[bytes, bytes],
         stats: bytes | None,
         evictable: list[bytes],
+        cutoff: int | None = None,
     ) -> None:
         self.txn, self.keys = txn, keys
-        self._step = step
-        self._record = decode_record(record) if record else None
-        self._stats = StepStats.from_list(json.loads(stats)) if stats else None
-        self._evictable = [int(s) for s in evictable]
+        self._records: dict[int, StepRecord | None] = {}
+        self._stats: dict[int, StepStats | None] = {}
+        if step is not None:
+            self._records[step] = decode_record(record) if record else None
+            self._stats[step] = StepStats.from_list(json.loads(stats)) if stats else None
+        self._evictable = {int(s) for s in evictable}
+        """Retained steps below ``_cutoff``, read by ``LOAD``."""
+        self._cutoff = cutoff
+
+    def _load(self, step: int) -> None:
+        self.txn.round_trips += 1
+        pipe = self.txn.client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.step(step))
+        pipe.hget(self.keys.stats, step)
+        raw, stats = pipe.execute()
+        self._records[step] = decode_record(raw) if raw else None
+        self._stats[step] = StepStats.from_list(json.loads(stats)) if stats else None
 
     def record(self, step: int) -> StepRecord | None:
-        if step != self._step:
-            raise RuntimeError(f"step {step} was not loaded (loaded: {self._step})")
-        return self._record
+        if step not in self._records:
+            self._load(step)
+        return self._records[step]
 
     def put_record(self, step: int, record: StepRecord) -> None:
         fields: list[Any] = [
@@ -325,12 +391,19 @@ class RedisStepStore:
             fields += [f"r{r}", np.ascontiguousarray(issued.ids, dtype="<i4").tobytes()]
         self.txn.write("hset", self.keys.step(step), *fields)
         self.txn.write("zaddone", self.keys.steps, step, step)
+        self._records[step] = record
 
     def evict_below(self, step: int) -> None:
-        for old in self._evictable:
-            if old < step:
-                self.txn.write("del", self.keys.step(old))
-                self.txn.write("zremone", self.keys.steps, old)
+        if self._cutoff is None or step > self._cutoff:  # past what LOAD read: read the rest
+            self.txn.round_trips += 1
+            older = self.txn.client.zrangebyscore(self.keys.steps, "-inf", f"({step}")
+            self._evictable |= {int(s) for s in older}
+            self._cutoff = step
+        for old in sorted(s for s in self._evictable if s < step):
+            self.txn.write("del", self.keys.step(old))
+            self.txn.write("zremone", self.keys.steps, old)
+            self._evictable.discard(old)
+            self._records[old] = None  # the statistics stay
 
     def records(self) -> dict[int, StepRecord]:
         self.txn.round_trips += 1
@@ -344,12 +417,13 @@ class RedisStepStore:
         return out
 
     def stats(self, step: int) -> StepStats | None:
-        if step != self._step:
-            raise RuntimeError(f"step {step} was not loaded (loaded: {self._step})")
-        return self._stats
+        if step not in self._stats:
+            self._load(step)
+        return self._stats[step]
 
     def put_stats(self, stats: StepStats) -> None:
         self.txn.write("hset", self.keys.stats, stats.step, json.dumps(stats.to_list()))
+        self._stats[stats.step] = stats
 
     def all_stats(self) -> list[StepStats]:
         self.txn.round_trips += 1
@@ -381,7 +455,6 @@ class RedisSpace:
     ) -> None:
         self.txn, self.keys = txn, keys
         self.run_id = keys.run_id
-        self.uid = ""  # the run's incarnation (a new one per creation or restore)
         self.config = config
         self.fingerprint = fingerprint
         self.scalars = scalars_from(state.get("scalars", {}))

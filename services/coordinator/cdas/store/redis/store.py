@@ -32,9 +32,9 @@ from redis.cluster import RedisCluster
 from cdas.core.config import PromptSpec, RunConfig, check_same_run
 from cdas.core.engine import Restored, RunEngine
 from cdas.core.errors import RunNotFoundError, StoreUnavailableError
-from cdas.core.results import parse_results
 from cdas.core.steps import RETAIN_STEPS
-from cdas.core.views import Batch, PromptInfo, PromptPage, ReportOutcome, RunInfo, RunState
+from cdas.core.views import RunInfo
+from cdas.store.base import Operation
 from cdas.store.redis import scripts
 from cdas.store.redis.keys import META_PATTERN, RunKeys, run_id_of
 from cdas.store.redis.space import CORE_RECORD, RedisSpace, RedisStepStore
@@ -90,13 +90,12 @@ class RedisStore:
             "load": client.register_script(scripts.LOAD),
             "gather": client.register_script(scripts.GATHER),
             "nearest": client.register_script(scripts.NEAREST),
+            "sides": client.register_script(scripts.SIDES),
             "descend": client.register_script(scripts.DESCEND),
             "commit": client.register_script(scripts.COMMIT),
         }
         self.last_round_trips = 0
         """Round trips of the latest call (a benchmark figure)."""
-        self._configs: dict[str, tuple[str, RunConfig]] = {}
-        """run id -> (incarnation, config) seen last: configs never change within an incarnation."""
 
     def close(self) -> None:
         self.client.close()
@@ -122,15 +121,15 @@ class RedisStore:
         if not meta:
             return txn, None, ""
         record, stats, evictable, core_blob = answer[1], answer[2], answer[3], answer[4]
-        steps = RedisStepStore(txn, keys, step, _fields(record), stats or None, evictable)
+        cutoff = None  # the steps LOAD listed as evictable are those below it
+        if step is not None:
+            cutoff = max(int(meta.get(b"max_step", -1)), step) - self.retain_steps + 1
+        steps = RedisStepStore(txn, keys, step, _fields(record), stats or None, evictable, cutoff)
         # normalized again: a run stored before a strategy gained a param gets its default
         config = RunConfig.make(**json.loads(meta[b"config"]))
-        uid = meta[b"uid"].decode()
-        self._configs[run_id] = (uid, config)
         space = RedisSpace(
             txn, keys, config, meta[b"fingerprint"].decode(), json.loads(meta[b"state"]), steps
         )
-        space.uid = uid
         if idx is not None and len(idx):  # prefetched records: keep those of registered prompts
             known = idx < space.scalars.n
             records = np.frombuffer(core_blob, dtype=CORE_RECORD)
@@ -157,28 +156,23 @@ class RedisStore:
         self.last_round_trips = txn.round_trips
         return result
 
-    def _transact(
-        self,
-        what: str,
-        run_id: str,
-        body: Callable[[RunEngine], T],
-        step: int | None = None,
-        idx: np.ndarray | None = None,
-    ) -> T:
-        """Run ``body`` on the run's engine and commit its writes, retrying on conflicts."""
+    def transact(self, run_id: str, operation: Operation[T]) -> T:
+        """Run ``operation`` on the run's engine and commit its writes in one script that checks
+        the run's version; on a conflict, everything again from the read (module docstring).
+        The body's exception commits nothing. O(what the body reads and writes) per attempt."""
 
         def attempt() -> T | object:
-            txn, space, version = self._open(run_id, step, idx)
+            txn, space, version = self._open(run_id, operation.step, operation.prefetch)
             if space is None:
                 raise RunNotFoundError(run_id)
-            result = body(RunEngine(space, self.retain_steps))
+            result = operation.body(RunEngine(space, self.retain_steps))
             if not space.changed:
                 self.last_round_trips = txn.round_trips
                 return result
             self._write_state(txn, space)
             return self._commit(txn, version, result)
 
-        result: T = self._retrying(what, run_id, attempt)
+        result: T = self._retrying(operation.name, run_id, attempt)
         return result
 
     @staticmethod
@@ -227,24 +221,13 @@ class RedisStore:
         info: RunInfo = self._retrying("put_run", run_id, attempt)
         return info
 
-    def get_run(self, run_id: str) -> RunInfo:
-        return self._transact("get_run", run_id, lambda e: e.info())
-
-    def list_runs(self) -> list[RunInfo]:
+    def run_ids(self) -> list[str]:
         with _reachable("list_runs"):
-            keys = sorted(
-                {
-                    k.decode() if isinstance(k, bytes) else k
-                    for k in self.client.scan_iter(META_PATTERN)
-                }
-            )
-        out = []
-        for key in keys:
-            try:
-                out.append(self.get_run(run_id_of(key)))
-            except RunNotFoundError:
-                continue  # deleted meanwhile
-        return sorted(out, key=lambda info: info.run_id)
+            keys = {
+                k.decode() if isinstance(k, bytes) else k
+                for k in self.client.scan_iter(META_PATTERN)
+            }
+        return sorted(run_id_of(key) for key in keys)
 
     def delete_run(self, run_id: str) -> None:
         def attempt() -> object | None:
@@ -263,54 +246,7 @@ class RedisStore:
         steps = [int(s) for s in self.client.zrange(space.keys.steps, 0, -1)]
         return [*space.all_keys(), *(space.keys.step(s) for s in steps)]
 
-    def add_prompts(self, run_id: str, prompts: PromptSpec) -> int:
-        return self._transact("add_prompts", run_id, lambda e: e.add_prompts(prompts))
-
-    # ------------------------------------------------------------------ steps
-    def next_batch(self, run_id: str, step: int, size: int, round_: int) -> Batch:
-        return self._transact(
-            "next_batch", run_id, lambda e: e.next_batch(step, size, round_), step=step
-        )
-
-    def report_results(self, run_id: str, step: int, results: list[Any]) -> ReportOutcome:
-        # With the run's config known from an earlier call, parse now and read the core records
-        # of the results' prompts in the first round trip; the engine parses again otherwise.
-        seen = self._configs.get(run_id)
-        parsed = (
-            None if seen is None else parse_results(results, float(seen[1].params["threshold"]))
-        )
-        guess = None
-        if parsed is not None:
-            guess = parsed.canonical[parsed.canonical >= 0]
-
-        def body(engine: RunEngine) -> ReportOutcome:
-            space = engine.space
-            if parsed is not None and seen is not None and getattr(space, "uid", None) == seen[0]:
-                return engine.report_parsed(step, parsed)
-            return engine.report_results(step, results)
-
-        return self._transact("report_results", run_id, body, step=step, idx=guess)
-
-    def get_prompt(self, run_id: str, prompt_id: str) -> PromptInfo:
-        return self._transact("get_prompt", run_id, lambda e: e.get_prompt(prompt_id))
-
-    def prompt_page(self, run_id: str, start: int, limit: int) -> PromptPage:
-        """At most four round trips whatever the run's and the page's size: ``LOAD`` (the
-        run's size), one GETRANGE of the page's core records, one of its labels (a run with
-        labels), one HMGET of its explicit ids (ids other than row indexes). O(page) bytes."""
-        return self._transact("prompt_page", run_id, lambda e: e.prompt_page(start, limit))
-
-    def get_state(
-        self, run_id: str, frontier: int = 0, history: bool = True, history_from: int = 0
-    ) -> RunState:
-        return self._transact(
-            "get_state", run_id, lambda e: e.state(frontier, history, history_from)
-        )
-
     # ------------------------------------------------------------------ snapshots
-    def snapshot(self, run_id: str) -> bytes:
-        return self._transact("snapshot", run_id, lambda e: e.snapshot())
-
     def restore(self, run_id: str, data: bytes) -> RunInfo:
         restored = Restored(data)
 
