@@ -5,13 +5,15 @@ REST and gRPC, in the same run.
 Async RL posts each group as soon as it is graded, so this is the write path's worst case: many
 connections, one group (one result) per call, all on the same run. Setup: one run per target is
 restored from the service benchmark's post-warm-up snapshot; for each door, ``steps`` fresh
-steps of B prompts are issued per run (through the library; not timed), and their B results per
-step are posted one group per call by ``writers`` threads, round-robin over a shuffled order
-(runs and steps interleaved), all released at once. Figure: reports per second over the timed
-window; the ratio to the library with group commit (``cdas.store.group_commit``) on the same
-Redis, and, as the baseline of what group commit buys, the library with one transaction per
-report (what every report cost before it: concurrent writers conflict on the run's version and
-retry).
+steps of B prompts are issued per run, one step at a time (through the library; not timed), and
+each step's B results per run are posted one group per call by ``writers`` threads, round-robin
+over a shuffled order (runs interleaved), all released at once; the next step is issued once
+they are all in. (Steps issued together would share prompts, CDAS choosing the same ones at the
+same competence, and then the order of a prompt's updates across steps would decide the state.)
+Figure: reports per second over the timed windows; the ratio to the library with group commit
+(``cdas.store.group_commit``) on the same Redis, and, as the baseline of what group commit buys,
+the library with one transaction per report (what every report cost before it: concurrent
+writers conflict on the run's version and retry).
 
 Exactness is checked, not assumed: after all doors, each run's whole logical state (the snapshot,
 array by array) is compared with a replay on the memory store that applies each step's results
@@ -213,11 +215,14 @@ def run(
         for door, replicas, make in doors:
             if progress:
                 progress(f"streaming into {count} run(s): {door} x{replicas}")
-            posts = _posts(library, runs, pupils, first, per_door, size, seed, issued)
-            first += per_door
             clients = make()
             before = library.commits.transactions + second.commits.transactions
-            seconds = _write(clients, posts, writers)
+            seconds, reports = 0.0, 0
+            for _ in range(per_door):  # a step's results all in before the next step is issued
+                posts = _posts(library, runs, pupils, first, 1, size, seed, issued)
+                first += 1
+                seconds += _write(clients, posts, writers)
+                reports += len(posts)
             for client in clients:
                 close = getattr(client, "close", None)
                 if close is not None and client not in (library, second):
@@ -225,7 +230,7 @@ def run(
             txns = None
             if door == "library":
                 txns = library.commits.transactions + second.commits.transactions - before
-            row = StreamRow(door, replicas, count, len(posts), seconds, base, txns)
+            row = StreamRow(door, replicas, count, reports, seconds, base, txns)
             if door == "library" and replicas == 1:
                 base = row.per_s
                 row.base_per_s = base

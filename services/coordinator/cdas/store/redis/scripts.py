@@ -47,15 +47,16 @@ SIDES = r"""
 -- The ordered index's entries on each side of c, with their scores, skipping excluded prompts
 -- (the prompts an operation rewrote, whose entries it knows itself): what the ordered index's
 -- ``nearest`` merges with an operation's own writes (an ``advance`` selects after applying).
--- KEYS: 1 the index; ARGV: 1 c (exact decimal), 2 entries wanted per side, 3 excluded (<i8)
+-- KEYS: 1 the index; ARGV: 1 c (exact decimal), 2 entries wanted <= c, 3 wanted > c,
+--       4 excluded prompt indexes (<i8 blob)
 -- Returns {members <= c (largest first), their scores, members > c (smallest first), scores}
-local c, need, xb = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local c, xb = ARGV[1], ARGV[4]
 local excluded, nex = {}, #xb / 8
 for j = 0, nex - 1 do excluded[struct.unpack('<i8', xb, j * 8 + 1)] = true end
-local function side(down)
+local function side(down, need)
   local got, scores = {}, {}
   if need <= 0 then return got, scores end
-  local offset, page = 0, need + nex
+  local offset, page = 0, need + math.min(nex, need)
   while #got < need do
     local rows
     if down then
@@ -78,8 +79,8 @@ local function side(down)
   end
   return got, scores
 end
-local lo, lo_scores = side(true)
-local hi, hi_scores = side(false)
+local lo, lo_scores = side(true, tonumber(ARGV[2]))
+local hi, hi_scores = side(false, tonumber(ARGV[3]))
 return {table.concat(lo), table.concat(lo_scores, ' '),
   table.concat(hi), table.concat(hi_scores, ' ')}
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -91,40 +92,77 @@ class RedisOrderedIndex:
     def _nearest_written(
         self, c: float, below: int, above: int, exclude: IntArray | None
     ) -> IntArray:
-        """Each side's ``below + above`` nearest committed entries of untouched prompts, merged
-        with the overlay's entries on that side, then the make-up rule of ``nearest``. Exact:
-        no side needs more than ``below + above`` entries. O(overlay + below + above)."""
-        skip = set() if exclude is None else set(exclude.tolist())
-        touched = np.fromiter(self._overlay, np.int64, len(self._overlay))
-        ex = pack_i8(np.concatenate([touched, np.asarray(sorted(skip), dtype=np.int64)]))
+        """The committed entries of untouched prompts nearest c on each side (``SIDES``),
+        merged with the overlay's entries, then ``nearest``'s make-up rule. A merged side is
+        exact as far as its committed part was read (``below`` or ``above`` entries, or all of
+        that side): the make-up reads more of the other side in a second call when one side runs
+        short. O(overlay + below + above) besides the scripts."""
+        skip = np.zeros(0, dtype=np.int64) if exclude is None else np.unique(exclude)
+        prompts = np.fromiter(self._overlay, np.int64, len(self._overlay))
+        keys = [self._overlay[int(p)] for p in prompts]
+        present = np.array([z is not None for z in keys], dtype=bool)
+        present &= ~np.isin(prompts, skip)
+        z = np.array([k for k, here in zip(keys, present, strict=True) if here], np.complex128)
+        mine = _Entries(z.real, np.rint(z.imag * 2.0**53).astype(np.uint64), prompts[present])
+        ex = pack_i8(np.concatenate([prompts, skip]))
         want = below + above
-        lo_m, lo_s, hi_m, hi_s = self.txn.call("sides", [self.key], [repr(float(c)), want, ex])
-        # entries as (D, tie key, prompt): the index's order (score, then member bytes)
-        lo = _entries(lo_m, lo_s)
-        hi = _entries(hi_m, hi_s)
-        for prompt, z in self._overlay.items():
-            if z is None or prompt in skip:
-                continue
-            entry = (z.real, round(z.imag * 2.0**53), prompt)
-            (lo if z.real <= c else hi).append(entry)
-        lo.sort(reverse=True)  # nearest first: largest key at or below c
-        hi.sort()
-        lo_n = lo[:below]
-        hi_n = hi[: above + below - len(lo_n)]
-        if len(lo_n) == below and len(lo_n) + len(hi_n) < want:
-            lo_n = lo[: want - len(hi_n)]
-        return np.array([e[2] for e in lo_n + hi_n], dtype=np.int64)
+
+        def read(lo_need: int, hi_need: int) -> tuple[_Entries, bool, _Entries, bool]:
+            answer = self.txn.call("sides", [self.key], [repr(float(c)), lo_need, hi_need, ex])
+            lo, hi = _entries(answer[0], answer[1]), _entries(answer[2], answer[3])
+            return lo, len(lo) < lo_need, hi, len(hi) < hi_need
+
+        lo_c, lo_done, hi_c, hi_done = read(below, above)
+        lo = _merged(lo_c, mine.where(mine.d <= c), descending=True)
+        hi = _merged(hi_c, mine.where(mine.d > c), descending=False)
+        # a side that runs short is made up from the other (read further when it was cut)
+        if lo_done and len(lo) < below and not hi_done and len(hi_c) < want - len(lo):
+            hi_c, hi_done = read(0, want - len(lo))[2:]
+            hi = _merged(hi_c, mine.where(mine.d > c), descending=False)
+        if hi_done and len(hi) < above and not lo_done and len(lo_c) < want - len(hi):
+            lo_c, lo_done = read(want - len(hi), 0)[:2]
+            lo = _merged(lo_c, mine.where(mine.d <= c), descending=True)
+        lo_n = lo.prompt[:below]
+        hi_n = hi.prompt[: above + below - lo_n.size]
+        if lo_n.size == below and lo_n.size + hi_n.size < want:
+            lo_n = lo.prompt[: want - hi_n.size]
+        return np.concatenate([lo_n, hi_n]).astype(np.int64)
 
 
-def _entries(blob: bytes, scores: bytes) -> list[tuple[float, int, int]]:
-    """``SIDES``'s members and scores as (D, tie key, prompt) entries."""
+@dataclass(frozen=True, slots=True)
+class _Entries:
+    """Ordered-index entries as columns: D, tie key, prompt (the index orders by all three)."""
+
+    d: npt.NDArray[np.float64]
+    tie: npt.NDArray[np.uint64]
+    prompt: IntArray
+
+    def __len__(self) -> int:
+        return int(self.prompt.size)
+
+    def where(self, mask: npt.NDArray[np.bool_]) -> _Entries:
+        return _Entries(self.d[mask], self.tie[mask], self.prompt[mask])
+
+
+def _entries(blob: bytes, scores: bytes) -> _Entries:
+    """``SIDES``'s members and scores as entries (scores are exact: Redis prints %.17g)."""
     rows = np.frombuffer(blob, dtype=np.uint8).reshape(-1, MEMBER_WIDTH)
     keys = np.zeros((rows.shape[0], 8), dtype=np.uint8)
     keys[:, 1:] = rows[:, :7]
-    ties = keys.view(">u8").ravel().tolist()
-    prompts = rows[:, 7:].copy().view(">u4").ravel().tolist()
-    d = [float(x) for x in scores.split()] if scores else []
-    return list(zip(d, ties, prompts, strict=True))
+    d = np.array(scores.split(), dtype=np.float64) if scores else np.zeros(0)
+    prompts = rows[:, 7:].copy().view(">u4").ravel().astype(np.int64)
+    return _Entries(d, keys.view(">u8").ravel().astype(np.uint64), prompts)
+
+
+def _merged(a: _Entries, b: _Entries, descending: bool) -> _Entries:
+    """``a`` and ``b`` in the index's order (D, then tie key, then prompt), nearest c first."""
+    d = np.concatenate([a.d, b.d])
+    tie = np.concatenate([a.tie, b.tie])
+    prompt = np.concatenate([a.prompt, b.prompt])
+    order = np.lexsort((prompt, tie, d))
+    if descending:
+        order = order[::-1]
+    return _Entries(d[order], tie[order], prompt[order])
 
 
 class RedisSumTree(SumTree):
