@@ -34,6 +34,7 @@ from cdas.core import snapshot as snapshot_format
 from cdas.core.results import Result
 from cdas.core.views import Advance, Batch, ReportOutcome
 from tests.conftest import assert_same_state, logical_state
+from tests.recording import CallLog
 from tests.redis_servers import RedisServer, free_port
 from tests.services import serve_process
 from tests.tiny_lm import MathLM, build_math_lm
@@ -149,30 +150,6 @@ def assert_applied_exactly_once(
 # end to end, with an exact check of CDAS's update against the library on a MemoryStore
 
 
-class Recording:
-    """A coordinator client that logs the worker's step calls, ``(name, step)``."""
-
-    def __init__(self, inner: RestClient) -> None:
-        self.inner = inner
-        self.calls: list[tuple[str, int]] = []
-
-    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Batch:
-        self.calls.append(("next_batch", step))
-        return self.inner.next_batch(run_id, step, size, round)
-
-    def report_results(
-        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result]
-    ) -> ReportOutcome:
-        self.calls.append(("report_results", step))
-        return self.inner.report_results(run_id, step, results)
-
-    def advance(
-        self, run_id: str, step: int, results: Iterable[Mapping[str, Any] | Result], size: int
-    ) -> Advance:
-        self.calls.append(("advance", step))
-        return self.inner.advance(run_id, step, results, size)
-
-
 def test_worker_drives_cdas_end_to_end(
     math_lm: MathLM, backend: TransformersBackend, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -187,7 +164,7 @@ def test_worker_drives_cdas_end_to_end(
         RestClient(served.url, retry=RetryPolicy(for_seconds=30)) as client,
     ):
         assert client.put_run(run_id, strategy="cdas", seed=7, prompts=n).created
-        recording = Recording(client)
+        recording = CallLog(client)
         worker = RolloutWorker(
             recording,
             dataset,
@@ -244,11 +221,11 @@ def test_worker_drives_cdas_end_to_end(
         # each step's post carried the next step's batch, but the last; the run's whole state is
         # the reference's, whose steps were asked and posted with the two calls
         assert recording.calls == [
-            ("next_batch", 1),
-            ("advance", 1),
-            ("advance", 2),
-            ("advance", 3),
-            ("report_results", 4),
+            ("next_batch", 1, 0),
+            ("advance", 1, 0),
+            ("advance", 2, 0),
+            ("advance", 3, 0),
+            ("report_results", 4, 0),
         ]
         assert_same_state(
             snapshot_format.decode(client.snapshot(run_id)), logical_state(replay, run_id)

@@ -54,6 +54,7 @@ import cdas
 from cdas.client.prompt_ids import PromptIdError, prompt_ids
 from cdas.service.process import serve_process
 from tests.conftest import assert_same_state, logical_state
+from tests.recording import CallLog
 from tests.redis_servers import RedisServer, free_port
 from tests.tiny_lm import build_tiny_lm
 
@@ -180,28 +181,17 @@ class StepCounter(TrainerCallback):
         self.steps += 1
 
 
-class RecordingClient:
-    """A coordinator (the library) that logs the order of the trainer's calls."""
+class RecordingClient(CallLog):
+    """A coordinator (the library) that logs the order of the trainer's calls, its
+    ``put_run`` too."""
 
     def __init__(self) -> None:
         self.library = cdas.Coordinator(cdas.MemoryStore())
-        self.calls: list[tuple[str, int]] = []
+        super().__init__(self.library)
 
-    def put_run(self, run_id: str, *args: Any, **kwargs: Any) -> Any:
-        self.calls.append(("put_run", 0))
-        return self.library.put_run(run_id, *args, **kwargs)
-
-    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Any:
-        self.calls.append(("next_batch", step))
-        return self.library.next_batch(run_id, step, size, round)
-
-    def report_results(self, run_id: str, step: int, results: Any) -> Any:
-        self.calls.append(("report_results", step))
-        return self.library.report_results(run_id, step, results)
-
-    def advance(self, run_id: str, step: int, results: Any, size: int) -> Any:
-        self.calls.append(("advance", step))
-        return self.library.advance(run_id, step, results, size)
+    def put_run(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(("put_run", 0, 0))
+        return super().put_run(*args, **kwargs)
 
 
 def expected_layout(coord: Any, run: str, step: int, size: int) -> list[str]:
@@ -415,11 +405,11 @@ def test_each_steps_results_go_with_the_next_steps_ask_and_end_as_results_posted
     made = trainer(model_dir, config(tmp_path), settings, recorder)
     made.train()
     assert client.calls == [
-        ("put_run", 0),
-        ("next_batch", 1),
-        ("advance", 1),
-        ("advance", 2),
-        ("report_results", 3),
+        ("put_run", 0, 0),
+        ("next_batch", 1, 0),
+        ("advance", 1, 0),
+        ("advance", 2, 0),
+        ("report_results", 3, 0),
     ]
     assert not (tmp_path / "checkpoint-3").exists()
     assert client.library.get_run("ordered").results == 3 * 2  # 4 rows a step: 2 prompts x G

@@ -26,6 +26,7 @@ from cdas_openrlhf.version import OpenRLHFVersionError, check_openrlhf_version  
 import cdas  # noqa: E402
 from cdas.client.prompt_ids import PromptIdError, content_id, prompt_ids  # noqa: E402
 from tests.conftest import assert_same_state, logical_state  # noqa: E402
+from tests.recording import CallLog  # noqa: E402
 
 N, B = 20, 4
 
@@ -98,26 +99,6 @@ def test_groups_are_posted_before_a_further_round_and_at_the_end_of_the_step() -
     assert (loader.applied, loader.duplicates) == (B, 0)
 
 
-class Recording:
-    """A coordinator client that logs the loader's step calls, ``(name, step, round)``."""
-
-    def __init__(self, inner: cdas.Coordinator) -> None:
-        self.inner = inner
-        self.calls: list[tuple[str, int, int]] = []
-
-    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Any:
-        self.calls.append(("next_batch", step, round))
-        return self.inner.next_batch(run_id, step, size, round)
-
-    def report_results(self, run_id: str, step: int, results: Any) -> Any:
-        self.calls.append(("report_results", step, 0))
-        return self.inner.report_results(run_id, step, results)
-
-    def advance(self, run_id: str, step: int, results: Any, size: int) -> Any:
-        self.calls.append(("advance", step, 0))
-        return self.inner.advance(run_id, step, results, size)
-
-
 def rewards_of(text: str) -> list[float]:
     """A group's rewards by prompt: prompt i gets i % 4 of its 3 rollouts right (some all right,
     some all wrong)."""
@@ -135,7 +116,7 @@ def test_a_steps_last_post_carries_the_next_steps_batch_and_ends_as_posted_by_ha
     t + 1's round 0 (drawn without another call); the episode's last step posts with
     ``report_results``. The run ends as the same draws and results with the two calls leave it."""
     loader, coord = make_loader("cdas", steps_per_episode=2)
-    recording = Recording(coord)
+    recording = CallLog(coord)
     loader.client = recording
     by_hand = cdas.Coordinator(cdas.MemoryStore())
     by_hand.put_run("run", "cdas", {}, seed=3, prompts=[f"p{i}" for i in range(N)])

@@ -24,6 +24,7 @@ from typing import Any
 from unittest.mock import MagicMock
 
 from tests import gpu_stubs
+from tests.recording import CallLog
 
 gpu_stubs.install()
 
@@ -211,35 +212,11 @@ def trainer(
     return ppo
 
 
-class Recording:
-    """A coordinator client that logs the sampler's step calls, ``(name, step, round)``, and
-    passes each on to ``inner``."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.calls: list[tuple[str, int, int]] = []
-
-    def put_run(self, *args: Any, **kwargs: Any) -> Any:
-        return self.inner.put_run(*args, **kwargs)
-
-    def next_batch(self, run_id: str, step: int, size: int, round: int = 0) -> Any:
-        self.calls.append(("next_batch", step, round))
-        return self.inner.next_batch(run_id, step, size, round)
-
-    def report_results(self, run_id: str, step: int, results: Any) -> Any:
-        self.calls.append(("report_results", step, 0))
-        return self.inner.report_results(run_id, step, results)
-
-    def advance(self, run_id: str, step: int, results: Any, size: int) -> Any:
-        self.calls.append(("advance", step, 0))
-        return self.inner.advance(run_id, step, results, size)
-
-
-def recorded(ppo: RayPPOTrainer) -> Recording:
-    """The trainer's sampler, its client wrapped in a ``Recording`` (not for a checkpointed
+def recorded(ppo: RayPPOTrainer) -> CallLog:
+    """The trainer's sampler, its client wrapped in a ``CallLog`` (not for a checkpointed
     embedded run: the snapshot in the sampler's state needs the library itself)."""
     sampler = sampler_of(ppo)
-    recording = sampler.client = Recording(sampler.client)
+    recording = sampler.client = CallLog(sampler.client)
     return recording
 
 

@@ -145,8 +145,8 @@ class Coordinator:
         labels: Mapping[str, float] | Sequence[float] | None = None,
     ) -> int:
         """Append prompts (ids or a count, as in ``put_run``); returns the run's new size. The
-        run may not grow past ``max_prompts`` (checked against its size before the call: two
-        racing appends can each pass, and then overshoot by at most one request's prompts).
+        run may not grow past ``max_prompts`` (checked in the same store transaction as the
+        append, against the size it lands on, so racing appends cannot overshoot).
         Exactly one of ids and count, the one rule both doors pass on: REST hands over what its
         body held of ``{"ids"}`` / ``{"count"}``, gRPC its oneof (None when unset)."""
         check_run_id(run_id)

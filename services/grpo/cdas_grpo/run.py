@@ -28,7 +28,7 @@ import torch
 from cdas.core.errors import RunNotFoundError
 from cdas.sim import arms
 from cdas.sim.experiment import ROUNDS, ExperimentClient
-from cdas.sim.trainer import difficulty_band, first_size, play_step
+from cdas.sim.trainer import difficulty_band, play_step, round_size
 from cdas_grpo.model import Policy
 from cdas_grpo.policy_ops import Rollouts, exact_accuracy, roll_out, update
 from cdas_grpo.records import GrpoStep
@@ -158,7 +158,7 @@ def train_run(
             ]
             return np.asarray(rolled.correct, dtype=np.int64), results, rolled
 
-        next_size = first_size(settings.batch, info.size, rounds, settings.oversample)
+        next_size = round_size(settings.batch, info.size, rounds, settings.oversample)
         step_played = play_step(
             client, name, step, play, batch=settings.batch, group=g, run_size=info.size,
             rounds=rounds, max_rounds=max_rounds, oversample=settings.oversample,

@@ -117,10 +117,13 @@ class Played:
     following: Batch | None
 
 
-def first_size(batch: int, run_size: int, rounds: bool, oversample: int = OVERSAMPLE) -> int:
-    """The size of a step's round 0: ``batch``, or under dynamic sampling ``oversample`` x
-    ``batch`` (at most the run)."""
-    return min(oversample * batch, run_size) if rounds else batch
+def round_size(
+    batch: int, run_size: int, rounds: bool, oversample: int = OVERSAMPLE, issued: int = 0
+) -> int:
+    """The size of a step's next round once ``issued`` prompts of the step went out: ``batch``,
+    or under dynamic sampling ``oversample`` x ``batch``, never more than the prompts not yet
+    issued in the step (below 1: no further round)."""
+    return min(oversample * batch, run_size - issued) if rounds else batch
 
 
 def play_step(
@@ -160,7 +163,7 @@ def play_step(
         if round_ == 0 and first is not None:
             issued_batch = first
         else:
-            size = min(oversample * batch, run_size - issued) if rounds else batch
+            size = round_size(batch, run_size, rounds, oversample, issued)
             issued_batch = client.next_batch(run_id, step, size, round=round_)
         k, results, payload = play(issued_batch)
         issued += len(issued_batch.prompt_ids)
@@ -174,7 +177,7 @@ def play_step(
             not rounds
             or informative >= batch
             or round_ + 1 >= max_rounds
-            or min(oversample * batch, run_size - issued) < 1
+            or round_size(batch, run_size, rounds, oversample, issued) < 1
         )
         if last and next_size is not None:
             following = client.advance(run_id, step, results, next_size).batch
@@ -228,7 +231,7 @@ def train(
             rounds=rounds,
             max_rounds=max_rounds,
             first=following,
-            next_size=first_size(p.batch, info.size, rounds) if step < steps else None,
+            next_size=round_size(p.batch, info.size, rounds) if step < steps else None,
         )
         played, following = step_played.rounds, step_played.following
         first = played[0].batch

@@ -14,17 +14,18 @@ LOAD = r"""
 -- ARGV: 1 step ('' for none), 2 steps retained, 3 prompt indexes to read core records of
 --       (<i8 blob), 4 core record width
 -- Returns {meta fields and values, record fields and values, the step's stats or false,
---          retained steps that the step would evict, core records blob}
+--          retained steps that the step would evict, core records blob, the eviction cutoff
+--          (those steps are the ones below it; '' without a step)}
 local meta = redis.call('HGETALL', KEYS[1])
 if #meta == 0 then return {meta} end
-local record, stats, evict = {}, false, {}
+local record, stats, evict, cutoff = {}, false, {}, ''
 if ARGV[1] ~= '' then
   record = redis.call('HGETALL', KEYS[4])
   stats = redis.call('HGET', KEYS[3], ARGV[1])
   local step = tonumber(ARGV[1])
   local latest = tonumber(redis.call('HGET', KEYS[1], 'max_step'))
   if step > latest then latest = step end
-  local cutoff = string.format('%.0f', latest - tonumber(ARGV[2]) + 1)
+  cutoff = string.format('%.0f', latest - tonumber(ARGV[2]) + 1)
   evict = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. cutoff)
 end
 local parts, w, blob = {}, tonumber(ARGV[4]), ARGV[3]
@@ -40,7 +41,7 @@ for j = 0, #blob / 8 - 1 do
     parts[#parts + 1] = string.rep('\0', w)
   end
 end
-return {meta, record, stats, evict, table.concat(parts)}
+return {meta, record, stats, evict, table.concat(parts), cutoff}
 """
 
 SIDES = r"""

@@ -44,22 +44,24 @@ def members(z: npt.NDArray[np.complex128], idx: IntArray) -> bytes:
 class RedisOrderedIndex:
     """The ordered index as a sorted set: score D, member (tie key, prompt).
 
-    Writes are buffered in the operation (``Txn``) and kept as an overlay (prompt -> its key,
-    or None when removed), so that a selection after writes in the same operation (``advance``:
-    the results, then the next batch) sees them: ``nearest`` then reads each side of c without
-    the rewritten prompts (``SIDES``) and merges in the overlay's entries, which gives exactly
-    the entries of the index as it will be committed."""
+    Writes are buffered in the operation (``Txn``) and kept, as the arrays they came in, so
+    that a selection after writes in the same operation (``advance``: the results, then the next
+    batch) sees them: ``nearest`` then folds them into an overlay (each rewritten prompt's last
+    key, or none when removed), reads each side of c without the rewritten prompts (``SIDES``)
+    and merges in the overlay's entries, which gives exactly the entries of the index as it will
+    be committed. An operation that only writes (a report) pays nothing for this."""
 
     def __init__(self, txn: Txn, key: str) -> None:
         self.txn, self.key = txn, key
-        self._overlay: dict[int, complex | None] = {}
+        self._writes: list[tuple[IntArray, npt.NDArray[np.complex128] | None]] = []
+        """(prompts, their new keys) per insert, (prompts, None) per removal, in order."""
 
     def insert(self, idx: IntArray, z: npt.NDArray[np.complex128]) -> None:
         if idx.size:  # in key order: consecutive inserts then walk mostly cached skiplist paths
             order = np.argsort(z, kind="stable")
             z, idx = z[order], idx[order]
             self.txn.write("zadd", self.key, pack_f8(z.real), members(z, idx), MEMBER_WIDTH)
-            self._overlay.update(zip(idx.tolist(), z.tolist(), strict=True))
+            self._writes.append((idx, z))
 
     def update(
         self,
@@ -74,7 +76,7 @@ class RedisOrderedIndex:
             blob = members(z, idx)
             first, last = blob[:MEMBER_WIDTH], blob[-MEMBER_WIDTH:]
             self.txn.write("zrem", self.key, blob, MEMBER_WIDTH, first, last)
-            self._overlay.update(dict.fromkeys(idx.tolist()))
+            self._writes.append((idx, None))
         self.insert(insert_idx, insert_z)
 
     def nearest(
@@ -82,7 +84,7 @@ class RedisOrderedIndex:
     ) -> IntArray:
         """As ``OrderedIndex.nearest``: one ``NEAREST`` script on the committed index, or, after
         writes in this operation, one ``SIDES`` script and a merge with them."""
-        if self._overlay:
+        if self._writes:
             return self._nearest_written(c, below, above, exclude)
         ex = pack_i8(exclude if exclude is not None else [])
         blob = self.txn.call("nearest", [self.key], [repr(float(c)), below, above, ex])
@@ -98,11 +100,9 @@ class RedisOrderedIndex:
         that side): the make-up reads more of the other side in a second call when one side runs
         short. O(overlay + below + above) besides the scripts."""
         skip = np.zeros(0, dtype=np.int64) if exclude is None else np.unique(exclude)
-        prompts = np.fromiter(self._overlay, np.int64, len(self._overlay))
-        keys = [self._overlay[int(p)] for p in prompts]
-        present = np.array([z is not None for z in keys], dtype=bool)
+        prompts, z, present = self._overlay()
         present &= ~np.isin(prompts, skip)
-        z = np.array([k for k, here in zip(keys, present, strict=True) if here], np.complex128)
+        z = z[present]
         mine = _Entries(z.real, np.rint(z.imag * 2.0**53).astype(np.uint64), prompts[present])
         ex = pack_i8(np.concatenate([prompts, skip]))
         want = below + above
@@ -127,6 +127,18 @@ class RedisOrderedIndex:
         if lo_n.size == below and lo_n.size + hi_n.size < want:
             lo_n = lo.prompt[: want - hi_n.size]
         return np.concatenate([lo_n, hi_n]).astype(np.int64)
+
+    def _overlay(self) -> tuple[IntArray, npt.NDArray[np.complex128], npt.NDArray[np.bool_]]:
+        """Every prompt this operation rewrote, its last key, and whether that was an insert
+        (else a removal). O(writes)."""
+        idx = np.concatenate([np.asarray(w[0], dtype=np.int64) for w in self._writes])
+        z = np.concatenate(
+            [np.zeros(w[0].size, np.complex128) if w[1] is None else w[1] for w in self._writes]
+        )
+        inserted = np.concatenate([np.full(w[0].size, w[1] is not None) for w in self._writes])
+        _, first = np.unique(idx[::-1], return_index=True)  # the last write of each prompt
+        last = idx.size - 1 - first
+        return idx[last], z[last], inserted[last]
 
 
 @dataclass(frozen=True, slots=True)

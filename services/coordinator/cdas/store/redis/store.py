@@ -121,9 +121,7 @@ class RedisStore:
         if not meta:
             return txn, None, ""
         record, stats, evictable, core_blob = answer[1], answer[2], answer[3], answer[4]
-        cutoff = None  # the steps LOAD listed as evictable are those below it
-        if step is not None:
-            cutoff = max(int(meta.get(b"max_step", -1)), step) - self.retain_steps + 1
+        cutoff = int(answer[5]) if answer[5] else None  # LOAD listed the steps below it
         steps = RedisStepStore(txn, keys, step, _fields(record), stats or None, evictable, cutoff)
         # normalized again: a run stored before a strategy gained a param gets its default
         config = RunConfig.make(**json.loads(meta[b"config"]))
